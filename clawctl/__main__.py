@@ -1,0 +1,3 @@
+from clawctl.cli.main import main
+
+main()

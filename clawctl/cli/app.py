@@ -1,0 +1,49 @@
+"""The typer application: global options and the explicit list of commands."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
+
+import typer
+
+import clawctl
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"clawctl {clawctl.__version__}")
+        raise typer.Exit(0)
+
+
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+    home: Annotated[Optional[str], typer.Option("--home", envvar="CLAWCTL_HOME", show_envvar=True,
+                                                help="State directory (registry, socket, logs).")] = None,
+    registry: Annotated[Optional[str], typer.Option("--registry", envvar="CLAWCTL_REGISTRY", show_envvar=True,
+                                                    help="SQLAlchemy URL of the registry (default: SQLite in the home).")] = None,
+) -> None:
+    """Declarative operator CLI for fleets of AI agents."""
+    # Commands and the libraries below read these; setting them once keeps one source of truth.
+    if home:
+        os.environ["CLAWCTL_HOME"] = home
+    if registry:
+        os.environ["CLAWCTL_REGISTRY"] = registry
+
+
+def build_app() -> typer.Typer:
+    """The CLI with every command registered (explicitly, no import side effects)."""
+    from clawctl.cli import schema, validate
+
+    app = typer.Typer(
+        name="clawctl",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    app.command("validate")(validate.validate_command)
+    app.command("schema")(schema.schema_command)
+    return app

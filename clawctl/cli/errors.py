@@ -1,0 +1,77 @@
+"""The one place where failures become messages and exit codes.
+
+``ClawctlError`` → ``error: <sentence>`` / ``hint: …`` and its exit code;
+typer usage errors → exit 2; Ctrl-C → 130; anything unexpected → exit 3 with
+one line naming the log file that holds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from clawctl.errors import ClawctlError, ExitCode
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    """Write ``error: …`` (and ``hint: …``) to stderr, colored on a terminal."""
+    stream = sys.stderr
+    if stream.isatty():
+        stream.write(f"\x1b[1;31merror:\x1b[0m {message}\n")
+        if hint:
+            stream.write(f"\x1b[2mhint:\x1b[0m {hint}\n")
+    else:
+        stream.write(f"error: {message}\n")
+        if hint:
+            stream.write(f"hint: {hint}\n")
+    stream.flush()
+
+
+def run_guarded(argv: list[str] | None) -> int:
+    """Run the CLI app and return the process exit code; never lets a traceback reach the user."""
+    from typer import Abort, Exit
+    from typer.exceptions import TyperException
+
+    try:
+        from clawctl.cli.app import build_app
+
+        result = build_app()(args=argv, prog_name="clawctl", standalone_mode=False)
+        return int(result) if isinstance(result, int) else ExitCode.OK
+    except ClawctlError as exc:
+        print_error(exc.message, exc.hint)
+        return int(exc.exit_code)
+    except Exit as exc:
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, Abort):
+        sys.stderr.write("\ninterrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    except TyperException as exc:
+        exc.show()
+        return int(getattr(exc, "exit_code", ExitCode.USAGE))
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+    except Exception:  # noqa: BLE001 - the last line of defence
+        log = _write_crash_log()
+        print_error(f"internal error; the traceback is in {log}",
+                    "please report it with that file attached")
+        return int(ExitCode.INTERNAL)
+
+
+def _write_crash_log() -> Path | str:
+    text = f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} clawctl {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n"
+    try:
+        from clawctl.home import clawctl_home
+
+        log = clawctl_home() / "logs" / "cli-errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+        return log
+    except Exception:  # noqa: BLE001 - fall back to a temp file rather than lose the traceback
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", prefix="clawctl-crash-", suffix=".log", delete=False) as fh:
+            fh.write(text)
+        return fh.name

@@ -1,0 +1,195 @@
+"""Load a config set: read → parse → schema → build the model → semantic checks.
+
+Every problem in every file is collected (never only the first); the result
+holds the model only when there is no error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clawctl.config.diagnostics import Diagnostic, Location, Severity
+from clawctl.config.model import Fleet, UnitValueError
+from clawctl.config.schema import fast_validator, detailed_validator
+from clawctl.config.schema_errors import schema_errors
+from clawctl.config.semantics import Finding, HostFacts, check_fleet
+from clawctl.config.sources import Source, expand_paths, read_source
+from clawctl.config.yaml_documents import Document, parse_source
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """The outcome of loading one config set."""
+
+    files: tuple[str, ...]
+    documents: int
+    diagnostics: tuple[Diagnostic, ...]
+    fleet: Fleet | None = None
+    raw_documents: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.WARNING)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def host_facts() -> HostFacts:
+    """Memory and cores of this machine (no psutil: this runs on every validate)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 1 << 62
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return HostFacts(memory_bytes=memory, cpu_millis=cores * 1000)
+
+
+def load_paths(paths: list[str], *, host: HostFacts | None = None) -> LoadResult:
+    """Load the config set made of ``paths`` (files, directories, '-').
+
+    Raises UsageError for a path that does not exist or cannot be read; every
+    problem with the content comes back as a diagnostic instead.
+    """
+    names = expand_paths(paths)
+    return load_sources([read_source(name) for name in names], host=host)
+
+
+def load_sources(sources: Iterable[Source], *, host: HostFacts | None = None) -> LoadResult:
+    """Load a config set from already-read sources (see ``load_paths``)."""
+    diagnostics: list[Diagnostic] = []
+    valid: list[Document] = []
+    files: list[str] = []
+    count = 0
+    check_fast = fast_validator()
+    for source in sources:
+        files.append(source.name)
+        documents, problems = parse_source(source)
+        diagnostics += problems
+        count += len(documents)
+        for document in documents:
+            try:
+                check_fast(document.data)
+            except Exception:  # noqa: BLE001 - any failure means "look closer"; jsonschema explains it
+                found = schema_errors(document, detailed_validator().iter_errors(document.data))
+                if found:
+                    diagnostics += found
+                    continue
+            valid.append(document)
+    fleet = None
+    # Cross-document checks need every document: on a partial set they would
+    # report references to pools whose documents merely failed the schema.
+    if not any(d.severity is Severity.ERROR for d in diagnostics):
+        fleet, more = _assemble(valid, files, host)
+        diagnostics += more
+    ordered = tuple(sorted(diagnostics, key=Diagnostic.sort_key))
+    has_error = any(d.severity is Severity.ERROR for d in ordered)
+    return LoadResult(
+        files=tuple(files),
+        documents=count,
+        diagnostics=ordered,
+        fleet=None if has_error else fleet,
+        raw_documents=tuple(d.data for d in valid),
+    )
+
+
+def _assemble(documents: list[Document], files: list[str], host: HostFacts | None) -> tuple[Fleet | None, list[Diagnostic]]:
+    from clawctl.config.build import build_fleet
+
+    diagnostics: list[Diagnostic] = []
+    by_kind: dict[str, dict[str, Document]] = {"Fleet": {}, "AgentPool": {}, "CommunicationPolicy": {}}
+    for document in documents:
+        kind = document.data["kind"]
+        name = document.data["metadata"]["name"]
+        first = by_kind[kind].get(name)
+        if first is not None:
+            where = first.locate(["metadata", "name"])
+            diagnostics.append(Diagnostic(
+                document.locate(["metadata", "name"]), f"duplicate {kind} name '{name}' (first defined at {where})",
+                code="duplicate-name", path="metadata.name", hint="names must be unique within a fleet; rename one",
+                document=document.index))
+            continue
+        by_kind[kind][name] = document
+    fleets = list(by_kind["Fleet"].values())
+    if not fleets:
+        anchor = Location(files[0]) if files else Location("<input>")
+        diagnostics.append(Diagnostic(anchor, "no Fleet document in this config set", code="no-fleet",
+                                      hint="add one document with kind: Fleet and metadata.name"))
+        return None, diagnostics
+    if len(fleets) > 1:
+        for extra in fleets[1:]:
+            diagnostics.append(Diagnostic(
+                extra.locate(["kind"]), f"a second Fleet '{extra.data['metadata']['name']}' "
+                f"(the config set already has '{fleets[0].data['metadata']['name']}' at {fleets[0].locate(['kind'])})",
+                code="many-fleets", path="kind",
+                hint="a config set describes exactly one fleet; validate each fleet's directory separately"))
+        return None, diagnostics
+    fleet_doc = fleets[0]
+    pools = by_kind["AgentPool"]
+    policies = by_kind["CommunicationPolicy"]
+    unit_errors = _unit_errors(fleet_doc, pools)
+    if unit_errors:
+        return None, diagnostics + unit_errors
+    fleet = build_fleet(fleet_doc.data, [d.data for d in pools.values()], [d.data for d in policies.values()])
+
+    def locate(finding: Finding) -> Document:
+        if finding.kind == "AgentPool":
+            return pools[finding.name]
+        if finding.kind == "CommunicationPolicy":
+            return policies[finding.name]
+        return fleet_doc
+
+    for finding in check_fleet(fleet, host if host is not None else host_facts()):
+        diagnostics.append(_finding_diagnostic(finding, locate(finding), fleet_doc))
+    return fleet, diagnostics
+
+
+def _finding_diagnostic(finding: Finding, document: Document, fleet_doc: Document) -> Diagnostic:
+    path = list(finding.path)
+    target = document
+    if finding.kind == "AgentPool" and len(path) > 2 and not _has_path(document.data, path):
+        inherited = ["spec", "defaults", *path[1:]]
+        if _has_path(fleet_doc.data, inherited):
+            target, path = fleet_doc, inherited
+    from clawctl.config.diagnostics import format_path
+
+    return Diagnostic(target.locate(path), finding.message, finding.severity, finding.code, format_path(path),
+                      finding.hint, target.index,
+                      extra={"kind": finding.kind, "name": finding.name})
+
+
+def _has_path(data: Any, path: list[Any]) -> bool:
+    for part in path:
+        if isinstance(data, dict) and isinstance(part, str) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return False
+    return True
+
+
+def _unit_errors(fleet_doc: Document, pools: dict[str, Document]) -> list[Diagnostic]:
+    from clawctl.config.build import build_pool
+
+    out: list[Diagnostic] = []
+    defaults = fleet_doc.data.get("spec", {}).get("defaults", {})
+    for name, document in pools.items():
+        try:
+            build_pool(name, document.data["spec"], defaults)
+        except UnitValueError as exc:
+            path = ["spec", *exc.path]
+            target = document
+            if not _has_path(document.data, path):
+                target, path = fleet_doc, ["spec", "defaults", *exc.path]
+            out.append(Diagnostic(target.locate(path), exc.message, code="bad-unit", path=".".join(path),
+                                  hint="use a value greater than zero", document=target.index))
+    return out

@@ -1,0 +1,94 @@
+"""The JSON Schemas in ``schemas/``: loading them and checking documents against them.
+
+Valid documents take a fast path (a validator compiled from the schema by
+fastjsonschema, cached as a module so later runs only import bytecode).
+A document that fails it is checked again by jsonschema, which reports every
+error with its path; ``schema_errors`` turns those into diagnostics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable
+
+import clawctl
+from clawctl.home import cache_dir
+
+UNION_SCHEMA = "clawctl.v1.json"
+KINDS = ("Fleet", "AgentPool", "CommunicationPolicy")
+API_VERSION = "clawctl/v1"
+
+
+@cache
+def schema_dir() -> Path:
+    """The directory holding the schema files, in a wheel or in a source checkout."""
+    package_dir = Path(clawctl.__file__).parent
+    for candidate in (package_dir / "schemas", package_dir.parent / "schemas"):
+        if (candidate / UNION_SCHEMA).is_file():
+            return candidate
+    raise FileNotFoundError(f"clawctl's schemas are missing (looked beside {package_dir})")
+
+
+@cache
+def schema_text() -> str:
+    return (schema_dir() / UNION_SCHEMA).read_text(encoding="utf-8")
+
+
+@cache
+def union_schema() -> dict[str, Any]:
+    """The schema every clawctl/v1 document must satisfy."""
+    result: dict[str, Any] = json.loads(schema_text())
+    return result
+
+
+def kind_schema(kind: str) -> dict[str, Any]:
+    """A self-contained draft-07 schema for one kind (for ``clawctl schema KIND``)."""
+    union = union_schema()
+    return {
+        "$schema": union["$schema"],
+        "title": f"clawctl/v1 {kind}",
+        "$ref": f"#/definitions/{kind}",
+        "definitions": union["definitions"],
+    }
+
+
+def fast_validator() -> Callable[[Any], Any]:
+    """A compiled validator of the union schema: returns on success, raises on the first error."""
+    return _fast_validator(schema_text())
+
+
+@cache
+def _fast_validator(text: str) -> Callable[[Any], Any]:
+    import fastjsonschema
+
+    digest = hashlib.sha256((text + fastjsonschema.VERSION).encode()).hexdigest()[:16]
+    module_path = cache_dir() / f"schema_{digest}.py"
+    try:
+        if not module_path.is_file():
+            module_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = module_path.with_suffix(".tmp")
+            tmp.write_text(fastjsonschema.compile_to_code(json.loads(text)), encoding="utf-8")
+            tmp.replace(module_path)
+        spec = importlib.util.spec_from_file_location(f"clawctl_schema_{digest}", module_path)
+        if spec is None or spec.loader is None:
+            raise ImportError(str(module_path))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        validate: Callable[[Any], Any] = module.validate
+        return validate
+    except (OSError, ImportError, SyntaxError):
+        # A read-only or broken cache only costs speed.
+        compiled: Callable[[Any], Any] = fastjsonschema.compile(json.loads(text))
+        return compiled
+
+
+@cache
+def detailed_validator() -> Any:
+    """A jsonschema Draft7Validator of the union schema, for complete error reports."""
+    from jsonschema import Draft7Validator
+
+    return Draft7Validator(union_schema())

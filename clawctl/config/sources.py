@@ -1,0 +1,78 @@
+"""Turn PATH arguments into named byte sources: files, directories (recursive) and '-' for stdin."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from clawctl.errors import UsageError
+
+YAML_SUFFIXES = (".yaml", ".yml")
+MAX_FILE_BYTES = 1024 * 1024
+"""Config files larger than this are refused: a fleet description is a few KiB."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Raw content of one input, named as the user should see it in messages."""
+
+    name: str
+    data: bytes
+    oversized: bool = False
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Expand directories into their YAML files (recursive, sorted); keep files and '-' as given.
+
+    Raises UsageError for a path that does not exist or a directory without YAML files.
+    """
+    out: list[str] = []
+    for raw in paths:
+        if raw == "-":
+            out.append(raw)
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.suffix in YAML_SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
+            )
+            if not found:
+                raise UsageError(
+                    f"directory {raw} holds no .yaml or .yml files",
+                    hint="point at a directory of clawctl config files, or at the files themselves",
+                )
+            out.extend(found)
+        elif path.exists():
+            out.append(raw)
+        else:
+            raise UsageError(f"{raw} does not exist", hint="check the path; use '-' to read from standard input")
+    return out
+
+
+def read_source(name: str) -> Source:
+    """Read one expanded path (or '-' for stdin) without trusting its size.
+
+    Raises UsageError when the file cannot be read at all.
+    """
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            return Source("<stdin>", data[:MAX_FILE_BYTES], oversized=len(data) > MAX_FILE_BYTES)
+        with open(name, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                return Source(name, b"", oversized=True)
+            return Source(name, fh.read(MAX_FILE_BYTES + 1))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read {name}: {exc.strerror or exc}",
+            hint="check the file's permissions",
+        ) from exc
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)

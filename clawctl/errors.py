@@ -1,0 +1,73 @@
+"""Errors every layer raises, and the exit codes the CLI maps them to.
+
+    ClawctlError            base: a sentence for the user, a hint, an exit code
+    ├── UsageError          bad arguments or an unreadable path (exit 2)
+    ├── ConfigError         the config set is invalid (exit 1); carries diagnostics
+    ├── RegistryError       the registry cannot be used as asked (exit 1)
+    ├── DaemonUnavailable   no daemon answers for this CLAWCTL_HOME (exit 1)
+    ├── PolicyDenied        an action the CommunicationPolicy does not allow (exit 1)
+    ├── NotFound            a named fleet, pool, agent, revision or session is unknown (exit 1)
+    └── Conflict            the request conflicts with the current state (exit 1)
+
+Library exceptions are translated into these once, at the boundary of the
+layer that calls the library, always with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the CLI (DESIGN.md §4)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INTERNAL = 3
+    INTERRUPTED = 130
+
+
+class ClawctlError(Exception):
+    """A failure the user can act on: one sentence, an optional hint, an exit code."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(ClawctlError):
+    """Bad command-line usage or an input path that cannot be read."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(ClawctlError):
+    """The config set failed validation; ``diagnostics`` holds every finding."""
+
+    def __init__(self, message: str, *, diagnostics: tuple[object, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.diagnostics = diagnostics
+
+
+class RegistryError(ClawctlError):
+    """The registry is unreadable, locked, foreign or from a newer clawctl."""
+
+
+class DaemonUnavailable(ClawctlError):
+    """No daemon is running (or answering) for this CLAWCTL_HOME."""
+
+
+class PolicyDenied(ClawctlError):
+    """The CommunicationPolicy does not allow the requested action."""
+
+
+class NotFound(ClawctlError):
+    """A named object does not exist."""
+
+
+class Conflict(ClawctlError):
+    """The request conflicts with the current state (e.g. removing pools without --yes)."""
