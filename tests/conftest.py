@@ -1,0 +1,17 @@
+"""Fixtures shared by every test: each test gets its own CLAWCTL_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def clawctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point CLAWCTL_HOME at a fresh temporary directory, so no test touches the real home."""
+    home = tmp_path / "clawctl-home"
+    home.mkdir()
+    monkeypatch.setenv("CLAWCTL_HOME", str(home))
+    monkeypatch.delenv("CLAWCTL_REGISTRY", raising=False)
+    return home
