@@ -38,6 +38,17 @@ class ClawctlError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the hint (and subclass fields) when raised in a worker process.
+        return (_restore, (type(self), self.message, dict(self.__dict__)))
+
+
+def _restore(cls: type[ClawctlError], message: str, state: dict[str, object]) -> ClawctlError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(ClawctlError):
     """Bad command-line usage or an input path that cannot be read."""

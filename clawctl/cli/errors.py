@@ -8,8 +8,6 @@ one line naming the log file that holds the traceback.
 from __future__ import annotations
 
 import sys
-import time
-import traceback
 from pathlib import Path
 
 from clawctl.errors import ClawctlError, ExitCode
@@ -60,6 +58,9 @@ def run_guarded(argv: list[str] | None) -> int:
 
 
 def _write_crash_log() -> Path | str:
+    import time
+    import traceback
+
     text = f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} clawctl {' '.join(sys.argv[1:])}\n{traceback.format_exc()}\n"
     try:
         from clawctl.home import clawctl_home

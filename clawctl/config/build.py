@@ -7,7 +7,6 @@ the built-in default.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clawctl.config.model import (
@@ -24,13 +23,15 @@ from clawctl.config.model import (
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A new mapping: ``override`` wins key by key, nested mappings merge, lists replace."""
-    out = copy.deepcopy(base)
+    """A new mapping: ``override`` wins key by key, nested mappings merge, lists replace.
+
+    Neither input is modified; unchanged values are shared, not copied (the model
+    built from the result is immutable, so sharing is safe).
+    """
+    out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
+        current = out.get(key)
+        out[key] = deep_merge(current, value) if isinstance(value, dict) and isinstance(current, dict) else value
     return out
 
 

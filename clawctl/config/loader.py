@@ -60,29 +60,63 @@ def load_paths(paths: list[str], *, host: HostFacts | None = None) -> LoadResult
     problem with the content comes back as a diagnostic instead.
     """
     names = expand_paths(paths)
-    return load_sources([read_source(name) for name in names], host=host)
+    # stdin is read here; files are read by whichever process parses them.
+    return load_sources([read_source(name) if name == "-" else name for name in names], host=host)
 
 
-def load_sources(sources: Iterable[Source], *, host: HostFacts | None = None) -> LoadResult:
-    """Load a config set from already-read sources (see ``load_paths``)."""
+@dataclass(frozen=True)
+class _Checked:
+    """What the per-file phase found in one source (plain data: it may cross processes)."""
+
+    name: str
+    text: str
+    documents: list[tuple[int, Any]]
+    problems: list[Diagnostic]
+    schema_failures: list[int]
+
+
+def _check_source(source: Source | str) -> _Checked:
+    """Read (when given a path), parse and schema-check one source. Runs in worker processes."""
+    if isinstance(source, str):
+        source = read_source(source)
+    documents, problems = parse_source(source)
+    check_fast = fast_validator()
+    failures = []
+    for document in documents:
+        try:
+            check_fast(document.data)
+        except Exception:  # noqa: BLE001 - any failure means "look closer"; jsonschema explains it
+            failures.append(document.index)
+    text = documents[0].text if documents else ""
+    return _Checked(source.name, text, [(d.index, d.data) for d in documents], problems, failures)
+
+
+def load_sources(sources: Iterable[Source | str], *, host: HostFacts | None = None) -> LoadResult:
+    """Load a config set from sources or file paths (see ``load_paths``)."""
+    from clawctl.parallel import parallel_map
+
+    source_list = list(sources)
+    fast_validator()  # load once here, so forked workers inherit it
     diagnostics: list[Diagnostic] = []
     valid: list[Document] = []
     files: list[str] = []
     count = 0
-    check_fast = fast_validator()
-    for source in sources:
-        files.append(source.name)
-        documents, problems = parse_source(source)
-        diagnostics += problems
-        count += len(documents)
-        for document in documents:
-            try:
-                check_fast(document.data)
-            except Exception:  # noqa: BLE001 - any failure means "look closer"; jsonschema explains it
-                found = schema_errors(document, detailed_validator().iter_errors(document.data))
+    for checked in parallel_map(_check_source, source_list):
+        files.append(checked.name)
+        diagnostics += checked.problems
+        count += len(checked.documents)
+        for index, data in checked.documents:
+            document = Document(checked.name, index, data, checked.text)
+            if index in checked.schema_failures:
+                found = schema_errors(document, detailed_validator().iter_errors(data))
                 if found:
                     diagnostics += found
                     continue
+            # Per document, so that they show up next to schema errors of other documents.
+            unit_problems = _unit_errors(document)
+            if unit_problems:
+                diagnostics += unit_problems
+                continue
             valid.append(document)
     fleet = None
     # Cross-document checks need every document: on a partial set they would
@@ -135,9 +169,6 @@ def _assemble(documents: list[Document], files: list[str], host: HostFacts | Non
     fleet_doc = fleets[0]
     pools = by_kind["AgentPool"]
     policies = by_kind["CommunicationPolicy"]
-    unit_errors = _unit_errors(fleet_doc, pools)
-    if unit_errors:
-        return None, diagnostics + unit_errors
     fleet = build_fleet(fleet_doc.data, [d.data for d in pools.values()], [d.data for d in policies.values()])
 
     def locate(finding: Finding) -> Document:
@@ -147,15 +178,20 @@ def _assemble(documents: list[Document], files: list[str], host: HostFacts | Non
             return policies[finding.name]
         return fleet_doc
 
+    seen: set[tuple[Location, str]] = set()
     for finding in check_fleet(fleet, host if host is not None else host_facts()):
-        diagnostics.append(_finding_diagnostic(finding, locate(finding), fleet_doc))
+        diagnostic = _finding_diagnostic(finding, locate(finding), fleet_doc)
+        # A problem in a fleet default is found once per inheriting pool; report it once.
+        if (diagnostic.location, diagnostic.message) not in seen:
+            seen.add((diagnostic.location, diagnostic.message))
+            diagnostics.append(diagnostic)
     return fleet, diagnostics
 
 
 def _finding_diagnostic(finding: Finding, document: Document, fleet_doc: Document) -> Diagnostic:
     path = list(finding.path)
     target = document
-    if finding.kind == "AgentPool" and len(path) > 2 and not _has_path(document.data, path):
+    if finding.kind == "AgentPool" and len(path) >= 2 and not _has_path(document.data, path):
         inherited = ["spec", "defaults", *path[1:]]
         if _has_path(fleet_doc.data, inherited):
             target, path = fleet_doc, inherited
@@ -177,19 +213,21 @@ def _has_path(data: Any, path: list[Any]) -> bool:
     return True
 
 
-def _unit_errors(fleet_doc: Document, pools: dict[str, Document]) -> list[Diagnostic]:
-    from clawctl.config.build import build_pool
+def _unit_errors(document: Document) -> list[Diagnostic]:
+    """Unit values of a schema-valid document that match the syntax but do not parse (e.g. cpu '0m'),
+    each at its own place: a Fleet's defaults or a pool's own blocks."""
+    from clawctl.config.diagnostics import format_path
+    from clawctl.config.model import POLICY_BLOCKS, Policies, block_unit_errors
 
+    kind = document.data["kind"]
+    spec = document.data.get("spec", {})
+    blocks, prefix = (spec.get("defaults", {}), ["spec", "defaults"]) if kind == "Fleet" else (spec, ["spec"])
+    if kind == "CommunicationPolicy" or not any(block in blocks for block in POLICY_BLOCKS):
+        return []
     out: list[Diagnostic] = []
-    defaults = fleet_doc.data.get("spec", {}).get("defaults", {})
-    for name, document in pools.items():
-        try:
-            build_pool(name, document.data["spec"], defaults)
-        except UnitValueError as exc:
-            path = ["spec", *exc.path]
-            target = document
-            if not _has_path(document.data, path):
-                target, path = fleet_doc, ["spec", "defaults", *exc.path]
-            out.append(Diagnostic(target.locate(path), exc.message, code="bad-unit", path=".".join(path),
-                                  hint="use a value greater than zero", document=target.index))
+    raw = {block: blocks[block] for block in POLICY_BLOCKS if block in blocks}
+    for exc in block_unit_errors(Policies, raw):
+        path = [*prefix, *exc.path]
+        out.append(Diagnostic(document.locate(path), f"{exc.path[-1]} {exc.message}", code="bad-unit",
+                              path=format_path(path), hint="use a value greater than zero", document=document.index))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
+from functools import cache
 from typing import Any, TypeVar
 
 from clawctl.config import units
@@ -202,39 +203,80 @@ class UnitValueError(ValueError):
         self.message = message
 
 
+@dataclass(frozen=True)
+class _FieldPlan:
+    name: str
+    key: str
+    unit: str | None
+    nested: type[Any] | None
+    enum: type[Enum] | None
+
+
+@cache
+def _plan(cls: type[Any]) -> tuple[_FieldPlan, ...]:
+    """How to convert each field of a block class; computed once per class (validate reads
+    thousands of blocks, and dataclasses.fields() is not free)."""
+    return tuple(
+        _FieldPlan(
+            name=f.name,
+            key=f.metadata["key"],
+            unit=f.metadata["unit"],
+            nested=type(f.default) if is_dataclass(f.default) else None,
+            enum=type(f.default) if isinstance(f.default, Enum) else None,
+        )
+        for f in fields(cls)
+    )
+
+
 def block_from_raw(cls: type[B], raw: dict[str, Any]) -> B:
     """Build a policy block dataclass from its config-language mapping (already schema-valid).
 
-    Missing keys take the dataclass defaults. Raises ValueError for a unit that does not parse.
+    Missing keys take the dataclass defaults. Raises UnitValueError for a unit that does not parse.
     """
     values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        key = f.metadata["key"]
-        if key not in raw:
+    for f in _plan(cls):
+        if f.key not in raw:
             continue
-        value = raw[key]
-        unit = f.metadata["unit"]
-        if is_dataclass(f.default):
+        value = raw[f.key]
+        if f.nested is not None:
             try:
-                value = block_from_raw(type(f.default), value)
+                value = block_from_raw(f.nested, value)
             except UnitValueError as exc:
-                raise UnitValueError((key, *exc.path), exc.message) from exc
-        elif unit is not None:
+                raise UnitValueError((f.key, *exc.path), exc.message) from exc
+        elif f.unit is not None:
             try:
-                value = _PARSERS[unit](value)
+                value = _PARSERS[f.unit](value)
             except ValueError as exc:
-                raise UnitValueError((key,), str(exc)) from exc
-        elif isinstance(f.default, Enum):
-            value = type(f.default)(value)
+                raise UnitValueError((f.key,), str(exc)) from exc
+        elif f.enum is not None:
+            value = f.enum(value)
         elif isinstance(value, list):
             value = tuple(value)
-        elif key in ("factor", "jitter", "ewmaAlpha"):
+        elif isinstance(value, int) and f.key in _FLOAT_KEYS:
             value = float(value)
         values[f.name] = value
     return cls(**values)
 
 
+_FLOAT_KEYS = frozenset({"factor", "jitter", "ewmaAlpha"})
 _PARSERS = {"duration": units.parse_duration, "memory": units.parse_memory, "cpu": units.parse_cpu}
+
+
+def block_unit_errors(cls: type[Any], raw: dict[str, Any]) -> list[UnitValueError]:
+    """Every unit value of ``raw`` (a block's config-language mapping) that does not parse, not only the first."""
+    out: list[UnitValueError] = []
+    for f in _plan(cls):
+        key = f.key
+        if key not in raw:
+            continue
+        if f.nested is not None and isinstance(raw[key], dict):
+            out += [UnitValueError((key, *e.path), e.message) for e in block_unit_errors(f.nested, raw[key])]
+        elif f.unit is not None:
+            try:
+                _PARSERS[f.unit](raw[key])
+            except ValueError as exc:
+                out.append(UnitValueError((key,), str(exc)))
+    return out
 
 
 def block_to_raw(block: Any) -> dict[str, Any]:

@@ -9,8 +9,10 @@ error with its path; ``schema_errors`` turns those into diagnostics.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
+import marshal
+import os
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any, Callable
@@ -65,25 +67,32 @@ def fast_validator() -> Callable[[Any], Any]:
 def _fast_validator(text: str) -> Callable[[Any], Any]:
     import fastjsonschema
 
-    digest = hashlib.sha256((text + fastjsonschema.VERSION).encode()).hexdigest()[:16]
-    module_path = cache_dir() / f"schema_{digest}.py"
+    key = f"{text}{fastjsonschema.VERSION}{sys.implementation.cache_tag}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    cached = cache_dir() / f"schema_{digest}.bin"
     try:
-        if not module_path.is_file():
-            module_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = module_path.with_suffix(".tmp")
-            tmp.write_text(fastjsonschema.compile_to_code(json.loads(text)), encoding="utf-8")
-            tmp.replace(module_path)
-        spec = importlib.util.spec_from_file_location(f"clawctl_schema_{digest}", module_path)
-        if spec is None or spec.loader is None:
-            raise ImportError(str(module_path))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        validate: Callable[[Any], Any] = module.validate
-        return validate
-    except (OSError, ImportError, SyntaxError):
-        # A read-only or broken cache only costs speed.
-        compiled: Callable[[Any], Any] = fastjsonschema.compile(json.loads(text))
-        return compiled
+        code = marshal.loads(cached.read_bytes())
+    except (OSError, ValueError, EOFError, TypeError):
+        # Generating and compiling the validator costs ~100 ms; store its bytecode so
+        # later runs only unmarshal it (independent of PYTHONDONTWRITEBYTECODE).
+        source = fastjsonschema.compile_to_code(json.loads(text))
+        code = compile(source, f"<clawctl schema {digest}>", "exec")
+        _store(cached, marshal.dumps(code))
+    namespace: dict[str, Any] = {"__name__": f"clawctl_schema_{digest}"}
+    exec(code, namespace)  # noqa: S102 - bytecode we generated from our own schema
+    validate: Callable[[Any], Any] = namespace["validate"]
+    return validate
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Write atomically; a read-only or missing cache directory only costs speed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 @cache

@@ -35,11 +35,7 @@ def expand_paths(paths: list[str]) -> list[str]:
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                str(p)
-                for p in path.rglob("*")
-                if p.suffix in YAML_SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
-            )
+            found = _yaml_files_under(raw)
             if not found:
                 raise UsageError(
                     f"directory {raw} holds no .yaml or .yml files",
@@ -74,5 +70,10 @@ def read_source(name: str) -> Source:
         ) from exc
 
 
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
+def _yaml_files_under(directory: str) -> list[str]:
+    """YAML files below ``directory``, sorted, skipping hidden files and directories (.git …)."""
+    found: list[str] = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(os.path.join(root, f) for f in files if f.endswith(YAML_SUFFIXES) and not f.startswith("."))
+    return sorted(found)

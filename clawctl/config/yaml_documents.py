@@ -8,12 +8,21 @@ positions are looked up lazily (only when something needs reporting).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import implicit_resolvers
+from ruamel.yaml.tag import Tag
+
+try:
+    from _ruamel_yaml import CParser
+except ImportError:  # pragma: no cover - ruamel.yaml.clib is a declared dependency on CPython
+    CParser = None
 
 from clawctl.config.diagnostics import Diagnostic, Location
 from clawctl.config.sources import MAX_FILE_BYTES, Source
@@ -24,16 +33,33 @@ MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
 _MERGE = _TAG + "merge"
+_TAGS = {name: Tag(suffix=_TAG + name) for name in ("str", "int", "float", "bool", "null", "timestamp", "merge", "map", "seq")}
+_STR, _MAP, _SEQ, _MERGE_TAG = _TAGS["str"], _TAGS["map"], _TAGS["seq"], _TAGS["merge"]
+
+# YAML 1.2 implicit typing, taken from ruamel.yaml's own table and indexed by first character.
+_IMPLICIT: dict[str, list[tuple[Tag, Any]]] = {}
+for _versions, _tag, _regexp, _firsts in implicit_resolvers:
+    if (1, 2) in _versions and _tag.rsplit(":", 1)[1] in _TAGS:
+        for _first in _firsts:
+            _IMPLICIT.setdefault(_first, []).append((_TAGS[_tag.rsplit(":", 1)[1]], _regexp))
 
 
 @dataclass(frozen=True)
 class Document:
-    """One YAML document: its plain data and a way back to line/column."""
+    """One YAML document: its plain data and a way back to line/column.
+
+    Positions are found again from ``text`` when asked for: most documents are
+    valid and never need one, and plain data is cheap to pass between processes.
+    """
 
     file: str
     index: int
     data: Any
-    root: Node
+    text: str = field(repr=False, compare=False)
+
+    @property
+    def root(self) -> Node:
+        return _nodes_of(self.text)[self.index]
 
     def locate(self, path: tuple[object, ...] | list[object], *, key: bool = False) -> Location:
         """Position of the value at ``path`` (of its key when ``key``), or of the deepest
@@ -57,13 +83,56 @@ class _ParseProblem(Exception):
         self.hint = hint
 
 
-_YAML: YAML | None = None
+class _Composer(CParser):  # type: ignore[misc, valid-type]
+    """libyaml's parser and composer (via ruamel.yaml.clib) with a resolver that only knows
+    YAML 1.2 core types: ruamel's own versioned resolver costs more than the parsing."""
+
+    def descend_resolver(self, *args: Any) -> None:
+        pass
+
+    def ascend_resolver(self, *args: Any) -> None:
+        pass
+
+    def resolve(self, kind: Any, value: str, implicit: tuple[bool, bool]) -> Tag:
+        if kind is ScalarNode:
+            if implicit[0]:
+                known = _RESOLVED.get(value)
+                if known is not None:
+                    return known
+                tag = _STR
+                for candidate, regexp in _IMPLICIT.get(value[:1], ()):
+                    if regexp.match(value):
+                        tag = candidate
+                        break
+                if len(_RESOLVED) < 4096 and len(value) < 64:
+                    _RESOLVED[value] = tag  # keys and short values repeat across thousands of files
+                return tag
+            return _STR
+        return _MAP if kind is MappingNode else _SEQ
+
+
+_RESOLVED: dict[str, Tag] = {}
+
+
+@lru_cache(maxsize=32)
+def _nodes_of(text: str) -> list[Node]:
+    return _compose_all(text)
+
+
+def _compose_all(text: str) -> list[Node]:
+    composer = _Composer(text)
+    try:
+        nodes = []
+        while composer.check_node():
+            nodes.append(composer.get_node())
+        return nodes
+    finally:
+        composer.dispose()
 
 
 def parse_source(source: Source) -> tuple[list[Document], list[Diagnostic]]:
     """Parse every document of ``source``. Never raises for bad input: problems come back
     as diagnostics, and a file with a problem yields no documents at all."""
-    global _YAML
     name = source.name
     if source.oversized:
         return [], [_diag(name, 0, 0, f"file is larger than {MAX_FILE_BYTES // 1024} KiB",
@@ -81,20 +150,27 @@ def parse_source(source: Source) -> tuple[list[Document], list[Diagnostic]]:
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
         return [], [_diag(name, 0, 0, "file is empty: it holds no YAML document",
                           "add a document with apiVersion: clawctl/v1 and a kind, or delete the file", "empty")]
-    if _YAML is None:
-        _YAML = YAML(typ="safe", pure=False)
     try:
-        nodes = [n for n in _YAML.compose_all(text) if n is not None]
+        nodes = _compose_all(text)
     except MarkedYAMLError as exc:
         return [], [_yaml_error(name, exc, text)]
-    except YAMLError as exc:  # ReaderError (control characters) and friends
+    except ReaderError as exc:  # a control character
+        raw = text.encode("utf-8")  # libyaml reports a byte offset into the UTF-8 text
+        if not isinstance(exc.position, int) or not 0 <= exc.position <= len(raw):
+            return [], [_diag(name, 0, 0, f"file is not valid YAML: {exc.reason}", None, "yaml")]
+        before = raw[: exc.position].decode("utf-8", errors="ignore")
+        line = before.count("\n") + 1
+        col = len(before) - (before.rfind("\n") + 1) + 1
+        return [], [_diag(name, line, col, f"control character {exc.character:#06x} is not allowed in YAML",
+                          f"remove it, or write it as the escape \\x{exc.character:02x} inside double quotes", "yaml")]
+    except YAMLError as exc:
         return [], [_diag(name, 0, 0, f"file is not valid YAML: {str(exc).splitlines()[0]}", None, "yaml")]
     except RecursionError:
         return [], [_diag(name, 0, 0, f"file nests deeper than {MAX_DEPTH} levels", None, "too-deep")]
     docs: list[Document] = []
     diags: list[Diagnostic] = []
     for index, node in enumerate(nodes):
-        if isinstance(node, ScalarNode) and node.tag == _TAG + "null":
+        if isinstance(node, ScalarNode) and node.ctag is _TAGS["null"]:
             continue  # an empty document between '---' separators
         try:
             value = _Builder().build(node)
@@ -102,7 +178,7 @@ def parse_source(source: Source) -> tuple[list[Document], list[Diagnostic]]:
             mark = (problem.node or node).start_mark
             diags.append(_diag(name, mark.line + 1, mark.column + 1, problem.message, problem.hint, "yaml", index))
             continue
-        docs.append(Document(name, index, value, node))
+        docs.append(Document(name, index, value, text))
     if not docs and not diags:
         diags.append(_diag(name, 0, 0, "file is empty: it holds no YAML document",
                            "add a document with apiVersion: clawctl/v1 and a kind, or delete the file", "empty"))
@@ -124,13 +200,37 @@ def _yaml_error(name: str, exc: MarkedYAMLError, text: str) -> Diagnostic:
     if "\t" in bad_line and ("cannot start any token" in problem or "\t" in bad_line[: max(col, 1)]):
         tab_col = bad_line.index("\t") + 1
         return _diag(name, line, tab_col, "tab character in indentation", "YAML indents with spaces only; replace the tab", "tab")
+    if "escape character" in problem:
+        return _diag(name, line, col, f"invalid YAML: {problem} in a double-quoted string",
+                     "in double quotes a backslash starts an escape such as \\n; "
+                     "use single quotes, or write \\\\ for a backslash", "yaml")
+    opened = _OPENERS.get(exc.context or "")
+    if opened is not None and exc.context_mark is not None and exc.problem:
+        what, closer = opened
+        at = f"line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        if closer == "the same quote":
+            return _diag(name, line, col, f"invalid YAML: the {what} opened at {at} is never closed",
+                         "close it with the same quote", "yaml")
+        return _diag(name, line, col, f"invalid YAML: {problem} in the {what} opened at {at}",
+                     f"close it with {closer}, and separate its items with ','", "yaml")
     if "undefined alias" in problem:
+        alias = re.match(r"\*([^\s,\]}]+)", bad_line[col - 1:]) if col else None
+        if alias:
+            problem = f"undefined alias '*{alias.group(1)}'"
         hint = "define the anchor (&name) before using the alias (*name)"
     elif "mapping values are not allowed" in problem:
         hint = "a value containing ': ' must be quoted, or a key is mis-indented"
     elif "expected <block end>" in problem or "did not find expected" in problem:
         hint = "check the indentation of this line against the lines above"
     return _diag(name, line, col, f"invalid YAML: {problem}", hint, "yaml")
+
+
+_OPENERS = {
+    "while parsing a flow mapping": ("'{'", "'}'"),
+    "while parsing a flow sequence": ("'['", "']'"),
+    "while scanning a quoted scalar": ("quoted string", "the same quote"),
+}
+"""Parser contexts whose start mark is the bracket or quote that was never closed."""
 
 
 def _child(node: Node, part: object) -> tuple[Node | None, Node] | None:
@@ -156,34 +256,58 @@ class _Builder:
 
     def __init__(self) -> None:
         self.count = 0
+        self.open: set[int] = set()  # ids of the collections being built, to catch recursive aliases
+        self.built: set[int] = set()  # ids of the collections built so far: seeing one again is an alias
+        self.expanding = 0  # > 0 while building a collection reached through an alias
+        self.where: Node | None = None  # the last key written out in the text, not reached through an alias
 
-    def build(self, node: Node, depth: int = 0) -> Any:
+    def build(self, node: Node, depth: int = 0, *, via: Node | None = None) -> Any:
+        """Plain data of ``node``; ``via`` is the key or collection that refers to it (for positions)."""
         self.count += 1
         if self.count > MAX_NODES:
-            raise _ParseProblem(node, f"document expands to more than {MAX_NODES} values",
+            raise _ParseProblem(self.where or node, f"document expands to more than {MAX_NODES} values",
                                 "this looks like an alias bomb; write the values out instead of nesting aliases")
         if depth > MAX_DEPTH:
-            raise _ParseProblem(node, f"document nests deeper than {MAX_DEPTH} levels", None)
+            raise _ParseProblem(node, f"document nests deeper than {MAX_DEPTH} levels",
+                                "a clawctl document nests a few levels deep; flatten it")
         if isinstance(node, ScalarNode):
             return _scalar(node)
-        if isinstance(node, SequenceNode):
-            _check_tag(node, "seq")
-            return [self.build(item, depth + 1) for item in node.value]
-        if isinstance(node, MappingNode):
-            _check_tag(node, "map")
-            return self._mapping(node, depth)
+        ident = id(node)
+        if ident in self.open:
+            raise _ParseProblem(via or node, "recursive alias: this value contains itself",
+                                "an alias (*name) cannot be used inside the anchored value (&name) it refers to")
+        reused = ident in self.built
+        if reused:
+            self.expanding += 1
+        elif not self.expanding and via is not None:
+            self.where = via
+        self.built.add(ident)
+        self.open.add(ident)
+        try:
+            if isinstance(node, SequenceNode):
+                _check_tag(node, "seq")
+                return [self.build(item, depth + 1, via=node) for item in node.value]
+            if isinstance(node, MappingNode):
+                _check_tag(node, "map")
+                return self._mapping(node, depth)
+        finally:
+            self.open.discard(ident)
+            if reused:
+                self.expanding -= 1
         raise _ParseProblem(node, "unsupported YAML node", None)
 
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         merges: list[Node] = []
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+            if key_node.ctag is _MERGE_TAG:
                 merges.extend(value_node.value if isinstance(value_node, SequenceNode) else [value_node])
                 continue
-            if not isinstance(key_node, ScalarNode) or key_node.tag != _TAG + "str":
-                shown = key_node.value if isinstance(key_node, ScalarNode) else "a collection"
-                raise _ParseProblem(key_node, f"key {shown!s} is not a string", "quote the key")
+            if not isinstance(key_node, ScalarNode) or (key_node.ctag is not _STR and key_node.tag != _TAG + "str"):
+                if isinstance(key_node, ScalarNode):
+                    raise _ParseProblem(key_node, f"key {key_node.value} is not a string",
+                                        f"quote the key: '{key_node.value}'")
+                raise _ParseProblem(key_node, "a list or mapping cannot be a key", "keys are plain words such as name")
             key = key_node.value
             if key in out:
                 first = next(k for k, _ in node.value if isinstance(k, ScalarNode) and k.value == key)
@@ -192,7 +316,7 @@ class _Builder:
                     f"duplicate key '{key}' (first defined at line {first.start_mark.line + 1})",
                     "remove one of them; YAML keeps only one value per key",
                 )
-            out[key] = self.build(value_node, depth + 1)
+            out[key] = self.build(value_node, depth + 1, via=key_node)
         for source in merges:
             if not isinstance(source, MappingNode):
                 raise _ParseProblem(source, "'<<' merges only mappings", "merge an anchored mapping: <<: *defaults")
@@ -202,13 +326,20 @@ class _Builder:
 
 
 def _check_tag(node: Node, kind: str) -> None:
-    if node.tag != _TAG + kind:
-        raise _ParseProblem(node, f"unsupported YAML tag {node.tag}", "remove the tag; clawctl reads plain YAML")
+    if node.ctag is not _TAGS[kind] and node.tag != _TAG + kind:
+        raise _ParseProblem(node, f"unsupported YAML tag {_shown_tag(node.tag)}", "remove the tag; clawctl reads plain YAML")
+
+
+def _shown_tag(tag: str) -> str:
+    """A tag as it was written: 'tag:yaml.org,2002:python/object' → '!!python/object'."""
+    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
 
 
 def _scalar(node: ScalarNode) -> Any:
-    tag = node.tag
     value: str = node.value
+    if node.ctag is _STR:
+        return value
+    tag = node.tag
     if tag == _TAG + "str":
         return value
     if tag == _TAG + "int":
@@ -228,4 +359,4 @@ def _scalar(node: ScalarNode) -> Any:
         return None
     if tag == _TAG + "timestamp":
         return value
-    raise _ParseProblem(node, f"unsupported YAML tag {tag}", "remove the tag; clawctl reads plain YAML")
+    raise _ParseProblem(node, f"unsupported YAML tag {_shown_tag(tag)}", "remove the tag; clawctl reads plain YAML")
