@@ -47,10 +47,11 @@ def _describe(value: Any) -> str:
 
 
 def _subject(path: list[Any], schema: dict[str, Any]) -> str:
-    for part in reversed(path):
-        if isinstance(part, str):
-            return part
-    return str(schema.get("title") or "document")
+    """What the message is about: the last key, with the list index after it (``command[1]``)."""
+    for i in range(len(path) - 1, -1, -1):
+        if isinstance(path[i], str):
+            return format_path(path[i:])
+    return "a document" if not path else str(schema.get("title") or "document")
 
 
 def _diag(document: Document, path: list[Any], message: str, hint: str | None, *, key: bool = False, code: str = "schema") -> Diagnostic:
@@ -81,6 +82,10 @@ def _translate(document: Document, error: Any) -> list[Diagnostic]:
         return [_diag(document, path, f"missing required key '{name}' {where}", _required_hint(name), key=True,
                       code="missing-key") for name in missing]
     if "propertyNames" in error.schema_path:
+        if path and path[-1] == "env" and str(value).startswith("CLAWCTL_"):
+            return [_diag(document, path + [value], f"environment variable '{value}' is reserved for clawctl",
+                          "clawctl sets the CLAWCTL_* variables of each agent itself; rename this one",
+                          key=True, code="bad-key")]
         return [_diag(document, path + [value], f"'{value}' is not allowed as a key in {format_path(path)}",
                       _property_name_hint(path), key=True, code="bad-key")]
     if keyword == "const":
@@ -95,9 +100,15 @@ def _translate(document: Document, error: Any) -> list[Diagnostic]:
                       hint or x_hint, code="bad-value")]
     if keyword == "type":
         expected = error.validator_value
+        unit = schema.get("x-unit")
+        if unit:
+            suggestion = suggest_spelling(unit, value)
+            hint = f"write {subject}: {suggestion}" if suggestion else x_hint
+            return [_diag(document, path, f"{subject} must be a {schema.get('title') or unit}, not {_describe(value)}",
+                          hint, code="bad-unit")]
         wanted = " or ".join(_JSON_TYPES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
         return [_diag(document, path, f"{subject} must be {wanted}, not {_describe(value)}",
-                      x_hint or _type_hint(value, expected), code="bad-type")]
+                      _quoted_number_hint(value, expected) or x_hint or _type_hint(value, expected), code="bad-type")]
     if keyword == "pattern":
         unit = schema.get("x-unit")
         title = schema.get("title") or subject
@@ -131,14 +142,20 @@ def _translate(document: Document, error: Any) -> list[Diagnostic]:
     return [_diag(document, path, error.message, x_hint)]
 
 
-def _type_hint(value: Any, expected: Any) -> str | None:
+def _quoted_number_hint(value: Any, expected: Any) -> str | None:
+    """The hint for the commonest type slip: a number written in quotes."""
     wanted = expected if isinstance(expected, list) else [expected]
     if isinstance(value, str) and ("integer" in wanted or "number" in wanted):
         try:
             float(value)
-            return "remove the quotes around the number"
         except ValueError:
             return None
+        return "remove the quotes around the number"
+    return None
+
+
+def _type_hint(value: Any, expected: Any) -> str | None:
+    wanted = expected if isinstance(expected, list) else [expected]
     if isinstance(value, str) and "boolean" in wanted:
         return "YAML 1.2 booleans are true and false"
     if "string" in wanted and isinstance(value, (int, float, bool)):

@@ -80,15 +80,16 @@ def _check_pool(pool: AgentPool, names: list[str]) -> list[Finding]:
                            "set failover.standbys: 1 (or more)", code="standbys"))
     if fo.standbys > pool.replicas:
         out.append(Finding(kind, name, fo_path + ("standbys",),
-                           f"{fo.standbys} standbys for {pool.replicas} replicas: more standbys than replicas",
-                           f"use at most {pool.replicas} standbys, or raise replicas", code="standbys"))
+                           f"{_count(fo.standbys, 'standby')} for {_count(pool.replicas, 'replica')}: "
+                           "more standbys than replicas",
+                           f"use at most {_count(pool.replicas, 'standby')}, or raise replicas", code="standbys"))
     if fo.standbys and fo.strategy is not FailoverStrategy.HOT_STANDBY:
         out.append(Finding(kind, name, fo_path + ("standbys",),
                            f"standbys are only used by the hot-standby strategy, not {fo.strategy.value}",
                            "set failover.strategy: hot-standby, or remove standbys", Severity.WARNING, "unused"))
     if fo.min_ready > pool.replicas:
         out.append(Finding(kind, name, fo_path + ("minReady",),
-                           f"minReady {fo.min_ready} is more than the pool's {pool.replicas} replicas",
+                           f"minReady {fo.min_ready} is more than the pool's {_count(pool.replicas, 'replica')}",
                            f"use at most {pool.replicas}", code="min-ready"))
     if fo.backoff.initial > fo.backoff.max:
         out.append(Finding(kind, name, fo_path + ("backoff", "initial"),
@@ -110,7 +111,7 @@ def _check_pool(pool: AgentPool, names: list[str]) -> list[Finding]:
                            "set loadBalancing.strategy: weighted, or remove weights", Severity.WARNING, "unused"))
     if len(lb.weights) > pool.replicas:
         out.append(Finding(kind, name, ("spec", "loadBalancing", "weights"),
-                           f"{len(lb.weights)} weights for {pool.replicas} replicas",
+                           f"{_count(len(lb.weights), 'weight')} for {_count(pool.replicas, 'replica')}",
                            "give one weight per agent", Severity.WARNING, "weights"))
     rollout = pool.policies.rollout
     if _is_zero(rollout.max_unavailable) and _is_zero(rollout.max_surge):
@@ -118,6 +119,10 @@ def _check_pool(pool: AgentPool, names: list[str]) -> list[Finding]:
                            "maxUnavailable and maxSurge are both 0, so a rollout could never replace an agent",
                            "allow one of them to be at least 1", code="rollout"))
     return out
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _is_zero(value: int | str) -> bool:
@@ -205,9 +210,9 @@ def _check_policies(fleet: Fleet, names: list[str]) -> list[Finding]:
         for i, rule in enumerate(policy.rules):
             base: Path = ("spec", "rules", i)
             if rule.source != "*" and rule.source not in known:
-                out.append(_unknown_pool("CommunicationPolicy", policy.name, base + ("from",), rule.source, names, "from"))
+                out.append(_unknown_pool("CommunicationPolicy", policy.name, base + ("from",), rule.source, names, "rule 'from'"))
             for j, target in enumerate(rule.message_targets):
                 if target != "*" and target not in known:
                     out.append(_unknown_pool("CommunicationPolicy", policy.name, base + ("messages", j), target, names,
-                                             "messages"))
+                                             "rule 'messages'"))
     return out
