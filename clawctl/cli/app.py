@@ -34,7 +34,7 @@ def _root(
 
 def build_app() -> typer.Typer:
     """The CLI with every command registered (explicitly, no import side effects)."""
-    from clawctl.cli import schema, validate
+    from clawctl.cli import apply, delete, diff, history, rollback, schema, status, validate
 
     app = typer.Typer(
         name="clawctl",
@@ -46,4 +46,10 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     app.command("validate")(validate.validate_command)
     app.command("schema")(schema.schema_command)
+    app.command("diff")(diff.diff_command)
+    app.command("apply")(apply.apply_command)
+    app.command("status")(status.status_command)
+    app.command("history")(history.history_command)
+    app.command("rollback")(rollback.rollback_command)
+    app.command("delete")(delete.delete_command)
     return app

@@ -1,0 +1,152 @@
+"""Plan and record changes of desired state: apply, rollback and delete.
+
+Each change is planned against a read of the registry (no lock, no write), shown
+to the operator, then recorded by ``record`` in one serialized transaction.
+Planning a fleet equal to the registry's head yields an empty plan, and
+recording an empty plan touches nothing at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from clawctl.config.loader import LoadResult
+from clawctl.config.model import Fleet
+from clawctl.config.normalize import Document, content_hash, documents_to_yaml_stream, fleet_to_documents
+from clawctl.errors import Conflict, NotFound
+from clawctl.plan import Plan, plan, plan_delete, plan_documents
+from clawctl.registry import store
+from clawctl.registry.engine import Registry
+from clawctl.registry.records import RevisionInfo, RevisionKind, RevisionMeta
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``record`` did: the plan it recorded and the new revision (None when nothing changed)."""
+
+    plan: Plan
+    revision: int | None
+
+
+def revision_meta(kind: RevisionKind, *, message: str | None, paths: Sequence[str] = (),
+                  rollback_of: int | None = None) -> RevisionMeta:
+    """Provenance of a new revision: the operator, the message, the config paths and their git commit."""
+    from clawctl.registry.provenance import current_user, git_info
+
+    return RevisionMeta(kind=kind, applied_by=current_user(), message=message, source=tuple(paths),
+                        git=git_info(list(paths)) if paths else None, rollback_of=rollback_of)
+
+
+def plan_fleet(registry: Registry, fleet: Fleet) -> Plan:
+    """The plan that makes the registry hold ``fleet``. Reads only; never creates a registry."""
+    with registry.reading() as conn:
+        if conn is None:
+            return plan(fleet, None)
+        head = store.fleet_head(conn, fleet.name)
+        documents = fleet_to_documents(fleet)
+        if head is None:
+            return plan_documents(fleet.name, documents, None)
+        if head[1] == content_hash(documents):  # unchanged: skip reading every pool
+            return plan_documents(fleet.name, documents, _hash_only_snapshot(fleet.name, head))
+        return plan_documents(fleet.name, documents, store.fleet_snapshot(conn, fleet.name))
+
+
+def _hash_only_snapshot(name: str, head: tuple[int, str]) -> store.FleetSnapshot:
+    return store.FleetSnapshot(name=name, revision=head[0], content_hash=head[1], documents=())
+
+
+def record(registry: Registry, change: Plan, meta: RevisionMeta, *, approved_removals: Collection[str] = (),
+           now: datetime | None = None) -> Outcome:
+    """Record ``change`` as a new revision in one transaction; all of it or none of it.
+
+    Pools may be removed only when named in ``approved_removals`` (Conflict otherwise).
+    If another writer moved the fleet since ``change`` was planned, the change is
+    planned again against the new head inside the transaction. An empty plan
+    returns at once without touching the registry.
+    """
+    if not change.changed:
+        return Outcome(change, None)
+    when = now or datetime.now(timezone.utc)
+    with registry.writing() as conn:
+        current = store.fleet_snapshot(conn, change.fleet)
+        if (current.revision if current else None) != change.base_revision:
+            fresh = _replan(change, current)
+            if not fresh.changed:
+                return Outcome(fresh, None)
+            unseen = set(fresh.removed_pools) - set(change.removed_pools)
+            if unseen:
+                raise Conflict(
+                    f"fleet {change.fleet} changed while this was planned (now at revision "
+                    f"{current.revision if current else 'none'}); it would now also remove pool(s) "
+                    f"{', '.join(sorted(unseen))}",
+                    hint="run the command again to see the new plan")
+            change = fresh
+        refuse_unapproved_removals(change, approved_removals)
+        number = store.write_plan(conn, change, meta, now=when)
+    return Outcome(change, number)
+
+
+def _replan(change: Plan, current: store.FleetSnapshot | None) -> Plan:
+    if change.deletes_fleet:
+        if current is None:
+            return Plan(change.fleet, None, None, (), change.content_hash, ())
+        return plan_delete(current)
+    return plan_documents(change.fleet, change.documents, current)
+
+
+def refuse_unapproved_removals(change: Plan, approved: Collection[str]) -> None:
+    """Raise Conflict when ``change`` removes a pool that is not in ``approved``."""
+    missing = sorted(set(change.removed_pools) - set(approved))
+    if missing:
+        names = ", ".join(missing)
+        raise Conflict(
+            f"this would remove {len(missing)} pool{'s' if len(missing) > 1 else ''} from fleet "
+            f"{change.fleet}: {names}",
+            hint="re-run with --yes to remove them (their agents will be stopped), "
+                 "or put them back in the config")
+
+
+def rollback_plan(registry: Registry, number: int) -> tuple[Plan, RevisionInfo, LoadResult]:
+    """The plan that makes revision ``number``'s fleet hold that revision's content again.
+
+    The old documents are loaded and validated again by this clawctl; the LoadResult
+    says whether that worked (its fleet is None when they no longer validate).
+    """
+    with registry.reading() as conn:
+        found = store.get_revision(conn, number) if conn is not None else None
+        if found is None:
+            raise NotFound(f"revision {number} does not exist",
+                           hint="`clawctl history` lists the recorded revisions")
+        info, documents = found
+        if info.kind is RevisionKind.DELETE:
+            raise Conflict(f"revision {number} is the deletion of fleet {info.fleet}; there is no content to restore",
+                           hint=f"roll back to a revision before {number} (see `clawctl history {info.fleet}`)")
+        current = store.fleet_snapshot(conn, info.fleet)
+    result = load_documents(documents, name=f"<revision {number}>")
+    if result.fleet is None:
+        return Plan(info.fleet, None, None, (), "", ()), info, result
+    return plan(result.fleet, current), info, result
+
+
+def load_documents(documents: list[Document], *, name: str) -> LoadResult:
+    """Load stored normalized documents through the config loader (schema, semantics, model)."""
+    from clawctl.config.loader import load_sources
+    from clawctl.config.sources import Source
+
+    return load_sources([Source(name, documents_to_yaml_stream(documents))])
+
+
+def delete_plan(registry: Registry, fleet: str) -> Plan:
+    """The plan that removes ``fleet`` (NotFound when the registry does not hold it)."""
+    with registry.reading() as conn:
+        current = store.fleet_snapshot(conn, fleet) if conn is not None else None
+        known = store.fleet_names(conn) if conn is not None else []
+    if current is None:
+        from clawctl.config.suggest import did_you_mean
+
+        raise NotFound(f"fleet {fleet} is not in the registry",
+                       hint=did_you_mean(fleet, known) or (f"fleets: {', '.join(known)}" if known
+                                                           else "no fleet has been applied yet"))
+    return plan_delete(current)

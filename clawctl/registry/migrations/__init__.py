@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the registry schema; run by ``clawctl.registry.migrate``."""
