@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Iterable
 
 
@@ -34,8 +35,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 
 
 def dns_label(text: str) -> str:
-    """The nearest valid name: lowercase, runs of other characters turned into '-'."""
-    label = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """The nearest valid name: accents dropped, lowercase, runs of other characters turned into '-'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    label = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     if label and not label[0].isalpha():
         label = "x-" + label
     return label[:40].rstrip("-")

@@ -71,6 +71,9 @@ def format_duration(seconds: float) -> str:
     if seconds == 0:
         return "0s"
     millis = round(seconds * 1000)
+    if millis == 0 or abs(seconds * 1000 - millis) > 1e-6:
+        # Finer than a millisecond (e.g. '0.5ms'): plain seconds keep the value exact.
+        return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
     parts: list[str] = []
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
         count, millis = divmod(millis, size)
