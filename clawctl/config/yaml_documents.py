@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import implicit_resolvers
@@ -119,7 +120,41 @@ def _nodes_of(text: str) -> list[Node]:
     return _compose_all(text)
 
 
+_SAFE_NESTING_BOUND = 2000
+"""libyaml's composer recurses in C once per nesting level and overflows the C stack (a
+segfault) somewhere past ~30,000 levels. Nesting needs a '[', '{', '-', '?' or a new line
+per level, so a text with fewer of those than this bound is safe to compose directly."""
+
+
+def _check_nesting(text: str) -> None:
+    """Raise _TooDeep before composing a text that nests deeper than MAX_DEPTH, using
+    libyaml's event parser (which keeps its stack on the heap); cheap for normal files."""
+    bound = text.count("[") + text.count("{") + text.count("-") + text.count("?") + text.count("\n")
+    if bound < _SAFE_NESTING_BOUND:
+        return
+    parser = _Composer(text)
+    depth = 0
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, (SequenceStartEvent, MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH + 1:  # the builder counts the root collection as depth 0
+                    raise _TooDeep(event.start_mark)
+            elif isinstance(event, (SequenceEndEvent, MappingEndEvent)):
+                depth -= 1
+    finally:
+        parser.dispose()
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: Any) -> None:
+        super().__init__("too deep")
+        self.mark = mark
+
+
 def _compose_all(text: str) -> list[Node]:
+    _check_nesting(text)
     composer = _Composer(text)
     try:
         nodes = []
@@ -165,6 +200,9 @@ def parse_source(source: Source) -> tuple[list[Document], list[Diagnostic]]:
                           f"remove it, or write it as the escape \\x{exc.character:02x} inside double quotes", "yaml")]
     except YAMLError as exc:
         return [], [_diag(name, 0, 0, f"file is not valid YAML: {str(exc).splitlines()[0]}", None, "yaml")]
+    except _TooDeep as exc:
+        return [], [_diag(name, exc.mark.line + 1, exc.mark.column + 1, f"document nests deeper than {MAX_DEPTH} levels",
+                          "a clawctl document nests a few levels deep; flatten it", "too-deep")]
     except RecursionError:
         return [], [_diag(name, 0, 0, f"file nests deeper than {MAX_DEPTH} levels", None, "too-deep")]
     docs: list[Document] = []

@@ -110,6 +110,7 @@ def test_deeper_alias_bomb_is_refused_fast(tmp_path: Path) -> None:
 
 # Cases built in tmp_path: (file name, content, [(line, column, severity, message, hint)]).
 EMPTY_HINT = "add a document with apiVersion: clawctl/v1 and a kind, or delete the file"
+DEEP_HINT = "a clawctl document nests a few levels deep; flatten it"
 GENERATED = [
     ("empty.yaml", b"", [Expected(0, 0, "error", "file is empty: it holds no YAML document", EMPTY_HINT)]),
     ("blank.yaml", b"\n   \n\n", [Expected(0, 0, "error", "file is empty: it holds no YAML document", EMPTY_HINT)]),
@@ -121,6 +122,13 @@ GENERATED = [
      [Expected(0, 0, "error", "file is binary, not YAML text", "config files must be UTF-8 text")]),
     ("utf16.yaml", "apiVersion: clawctl/v1\n".encode("utf-16"),
      [Expected(0, 0, "error", "file is binary, not YAML text", "config files must be UTF-8 text")]),
+    # Deep nesting: below and far above the depth where libyaml's composer would crash.
+    ("deep-flow.yaml", b"a: " + b"[" * 100 + b"]" * 100,
+     [Expected(1, 68, "error", "document nests deeper than 64 levels", DEEP_HINT)]),
+    ("very-deep-flow.yaml", b"a: " + b"[" * 300_000 + b"]" * 300_000,
+     [Expected(1, 68, "error", "document nests deeper than 64 levels", DEEP_HINT)]),
+    ("very-deep-block.yaml", b"- " * 400_000 + b"x\n",
+     [Expected(1, 131, "error", "document nests deeper than 64 levels", DEEP_HINT)]),
     ("oversized.yaml", b"# padding\n" * (110 * 1024),
      [Expected(0, 0, "error", "file is larger than 1024 KiB",
                "split the fleet into several files; a config file is normally a few KiB")]),
