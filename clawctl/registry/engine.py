@@ -69,7 +69,7 @@ class Registry:
         self._engine: Engine | None = None
         self._checked = False
         with translating(self._url_text, self.timeout):
-            self.url: URL = _driver_url(sa.make_url(self._url_text))
+            self.url: URL = driver_url(sa.make_url(self._url_text))
 
     @property
     def where(self) -> str:
@@ -168,11 +168,8 @@ class Registry:
         engine = self.engine()
         if path is not None:
             # WAL cannot be switched on inside a transaction; the file is new or ours.
-            raw_connection = engine.raw_connection()
-            try:
-                raw_connection.driver_connection.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
-            finally:
-                raw_connection.close()
+            with engine.connect() as conn:  # no statement yet, so no transaction either
+                conn.connection.driver_connection.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
         with engine.connect() as raw:
             conn = raw.execution_options(clawctl_write=True)
             with conn.begin():
@@ -203,7 +200,7 @@ class Registry:
             lock.release()
 
 
-def _driver_url(url: URL) -> URL:
+def driver_url(url: URL) -> URL:
     """``postgresql://`` means psycopg (3) when psycopg2 is not installed."""
     if url.drivername == "postgresql":
         import importlib.util
