@@ -336,10 +336,11 @@ class _Builder:
 
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        merges: list[Node] = []
+        merges: list[tuple[Node, Node]] = []  # (the '<<' key, a mapping to merge)
         for key_node, value_node in node.value:
             if key_node.ctag is _MERGE_TAG:
-                merges.extend(value_node.value if isinstance(value_node, SequenceNode) else [value_node])
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                merges.extend((key_node, source) for source in sources)
                 continue
             if not isinstance(key_node, ScalarNode) or (key_node.ctag is not _STR and key_node.tag != _TAG + "str"):
                 if isinstance(key_node, ScalarNode):
@@ -355,9 +356,9 @@ class _Builder:
                     "remove one of them; YAML keeps only one value per key",
                 )
             out[key] = self.build(value_node, depth + 1, via=key_node)
-        for source in merges:
+        for merge_key, source in merges:
             if not isinstance(source, MappingNode):
-                raise _ParseProblem(source, "'<<' merges only mappings", "merge an anchored mapping: <<: *defaults")
+                raise _ParseProblem(merge_key, "'<<' merges only mappings", "merge an anchored mapping: <<: *defaults")
             for key, value in self._mapping(source, depth).items():
                 out.setdefault(key, value)
         return out
