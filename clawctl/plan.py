@@ -171,8 +171,8 @@ def _join(path: str, key: str) -> str:
 
 def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
     """Every leaf that differs between two JSON-like values. Mappings are compared key by key,
-    lists of mappings of equal length item by item (``spec.rules[0].from``), other lists and
-    scalars as whole values."""
+    lists of mappings item by item (``spec.rules[0].from``, ``spec.rules[2]`` added or removed),
+    other lists and scalars as whole values."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         out: list[FieldChange] = []
         for key in sorted(old.keys() | new.keys()):
@@ -184,9 +184,15 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
             else:
                 out += diff_values(old[key], new[key], sub)
         return out
-    if (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
+    if (isinstance(old, list) and isinstance(new, list) and old and new
             and all(isinstance(v, Mapping) for v in (*old, *new))):
-        return [c for i, (o, n) in enumerate(zip(old, new)) for c in diff_values(o, n, f"{path}[{i}]")]
+        items: list[FieldChange] = []
+        for i in range(max(len(old), len(new))):
+            o = old[i] if i < len(old) else ABSENT
+            n = new[i] if i < len(new) else ABSENT
+            items += diff_values(o, n, f"{path}[{i}]") if o is not ABSENT and n is not ABSENT \
+                else [FieldChange(f"{path}[{i}]", o, n)]
+        return items
     if type(old) is not type(new) or old != new:
         return [FieldChange(path, old, new)]
     return []

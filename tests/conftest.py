@@ -13,5 +13,8 @@ def clawctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "clawctl-home"
     home.mkdir()
     monkeypatch.setenv("CLAWCTL_HOME", str(home))
-    monkeypatch.delenv("CLAWCTL_REGISTRY", raising=False)
+    # setenv first so that teardown also removes values a test (or --registry) set later on
+    for name in ("CLAWCTL_REGISTRY", "CLAWCTL_REGISTRY_TIMEOUT"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return home

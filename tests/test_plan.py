@@ -133,7 +133,9 @@ def test_plan_is_deterministic() -> None:
     ({}, {"x.y": 1}, [FieldChange('["x.y"]', ABSENT, 1)]),
     ({"l": [1, 2]}, {"l": [2, 1]}, [FieldChange("l", [1, 2], [2, 1])]),
     ({"n": 1}, {"n": 1.0}, [FieldChange("n", 1, 1.0)]),
-    ({"r": [{"a": 1}]}, {"r": [{"a": 1}, {"a": 2}]}, [FieldChange("r", [{"a": 1}], [{"a": 1}, {"a": 2}])]),
+    ({"r": [{"a": 1}]}, {"r": [{"a": 1}, {"a": 2}]}, [FieldChange("r[1]", ABSENT, {"a": 2})]),
+    ({"r": [{"a": 1}, {"a": 2}]}, {"r": [{"a": 3}]}, [FieldChange("r[0].a", 1, 3), FieldChange("r[1]", {"a": 2}, ABSENT)]),
+    ({"r": []}, {"r": [{"a": 1}]}, [FieldChange("r", [], [{"a": 1}])]),
 ])
 def test_diff_values(old: Any, new: Any, expected: list[FieldChange]) -> None:
     assert diff_values(old, new) == expected
