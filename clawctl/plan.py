@@ -119,10 +119,12 @@ def plan(desired: Fleet, current: FleetSnapshot | None) -> Plan:
     return plan_documents(desired.name, fleet_to_documents(desired), current)
 
 
-def plan_documents(fleet: str, documents: Iterable[Document], current: FleetSnapshot | None) -> Plan:
-    """Like ``plan`` for already-normalized ``documents`` (e.g. a past revision's content)."""
+def plan_documents(fleet: str, documents: Iterable[Document], current: FleetSnapshot | None, *,
+                   digest: str | None = None) -> Plan:
+    """Like ``plan`` for already-normalized ``documents`` (e.g. a past revision's content);
+    ``digest`` is their content hash when the caller has it already."""
     docs = tuple(documents)
-    digest = content_hash(list(docs))
+    digest = digest or content_hash(list(docs))
     base_rev = current.revision if current else None
     base_hash = current.content_hash if current else None
     if current is not None and current.content_hash == digest:
@@ -173,6 +175,8 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
     """Every leaf that differs between two JSON-like values. Mappings are compared key by key,
     lists of mappings item by item (``spec.rules[0].from``, ``spec.rules[2]`` added or removed),
     other lists and scalars as whole values."""
+    if old == new:  # the common case, compared in C (1 and 1.0 are the same YAML value)
+        return []
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         out: list[FieldChange] = []
         for key in sorted(old.keys() | new.keys()):
@@ -193,6 +197,4 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
             items += diff_values(o, n, f"{path}[{i}]") if o is not ABSENT and n is not ABSENT \
                 else [FieldChange(f"{path}[{i}]", o, n)]
         return items
-    if type(old) is not type(new) or old != new:
-        return [FieldChange(path, old, new)]
-    return []
+    return [FieldChange(path, old, new)]

@@ -40,17 +40,19 @@ def revision_meta(kind: RevisionKind, *, message: str | None, paths: Sequence[st
 
 
 def plan_fleet(registry: Registry, fleet: Fleet) -> Plan:
-    """The plan that makes the registry hold ``fleet``. Reads only; never creates a registry."""
+    """The plan that makes the registry hold ``fleet``. Reads only; never creates a registry.
+
+    When the registry's head has the same content hash, only that one row is read.
+    """
+    documents = fleet_to_documents(fleet)
+    digest = content_hash(documents)
     with registry.reading() as conn:
-        if conn is None:
-            return plan(fleet, None)
-        head = store.fleet_head(conn, fleet.name)
-        documents = fleet_to_documents(fleet)
+        head = store.fleet_head(conn, fleet.name) if conn is not None else None
         if head is None:
-            return plan_documents(fleet.name, documents, None)
-        if head[1] == content_hash(documents):  # unchanged: skip reading every pool
-            return plan_documents(fleet.name, documents, _hash_only_snapshot(fleet.name, head))
-        return plan_documents(fleet.name, documents, store.fleet_snapshot(conn, fleet.name))
+            return plan_documents(fleet.name, documents, None, digest=digest)
+        if head[1] == digest:
+            return plan_documents(fleet.name, documents, _hash_only_snapshot(fleet.name, head), digest=digest)
+        return plan_documents(fleet.name, documents, store.fleet_snapshot(conn, fleet.name), digest=digest)
 
 
 def _hash_only_snapshot(name: str, head: tuple[int, str]) -> store.FleetSnapshot:
