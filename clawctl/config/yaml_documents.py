@@ -35,7 +35,7 @@ MAX_DEPTH = 64
 _TAG = "tag:yaml.org,2002:"
 _MERGE = _TAG + "merge"
 _TAGS = {name: Tag(suffix=_TAG + name) for name in ("str", "int", "float", "bool", "null", "timestamp", "merge", "map", "seq")}
-_STR, _MAP, _SEQ, _MERGE_TAG = _TAGS["str"], _TAGS["map"], _TAGS["seq"], _TAGS["merge"]
+_STR, _MAP, _SEQ, _MERGE_TAG, _INT = _TAGS["str"], _TAGS["map"], _TAGS["seq"], _TAGS["merge"], _TAGS["int"]
 
 # YAML 1.2 implicit typing, taken from ruamel.yaml's own table and indexed by first character.
 _IMPLICIT: dict[str, list[tuple[Tag, Any]]] = {}
@@ -324,7 +324,10 @@ class _Builder:
         try:
             if isinstance(node, SequenceNode):
                 _check_tag(node, "seq")
-                return [self.build(item, depth + 1, via=node) for item in node.value]
+                items = node.value
+                self.count += len(items)  # plain strings are taken inline below (the common case, and hot)
+                return [item.value if item.ctag is _STR and type(item) is ScalarNode
+                        else self._counted_build(item, depth + 1, node) for item in items]
             if isinstance(node, MappingNode):
                 _check_tag(node, "map")
                 return self._mapping(node, depth)
@@ -333,6 +336,10 @@ class _Builder:
             if reused:
                 self.expanding -= 1
         raise _ParseProblem(node, "unsupported YAML node", None)
+
+    def _counted_build(self, node: Node, depth: int, via: Node) -> Any:
+        self.count -= 1  # already counted by the sequence
+        return self.build(node, depth, via=via)
 
     def _mapping(self, node: MappingNode, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -355,7 +362,11 @@ class _Builder:
                     f"duplicate key '{key}' (first defined at line {first.start_mark.line + 1})",
                     "remove one of them; YAML keeps only one value per key",
                 )
-            out[key] = self.build(value_node, depth + 1, via=key_node)
+            if value_node.ctag is _STR and type(value_node) is ScalarNode:
+                self.count += 1
+                out[key] = value_node.value
+            else:
+                out[key] = self.build(value_node, depth + 1, via=key_node)
         for merge_key, source in merges:
             if not isinstance(source, MappingNode):
                 raise _ParseProblem(merge_key, "'<<' merges only mappings", "merge an anchored mapping: <<: *defaults")
@@ -376,8 +387,11 @@ def _shown_tag(tag: str) -> str:
 
 def _scalar(node: ScalarNode) -> Any:
     value: str = node.value
-    if node.ctag is _STR:
+    ctag = node.ctag
+    if ctag is _STR:
         return value
+    if ctag is _INT and value.isdigit():
+        return int(value)
     tag = node.tag
     if tag == _TAG + "str":
         return value

@@ -1,0 +1,81 @@
+"""What the CLI does to the daemon process: start it detached, wake it, stop it.
+
+Wake-ups are SIGUSR1 to the daemon's pid, verified by its start time; the
+daemon answers them with an immediate reconcile pass.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clawctl.daemon.instance import LOG_FILE, DaemonInfo, logs_dir, read_info
+from clawctl.errors import ClawctlError, DaemonUnavailable
+
+START_TIMEOUT = 15.0
+
+
+def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
+    """Start ``clawctl daemon run`` in the background for ``home`` (unless one runs) and wait
+    until it has published itself. Its output goes to ``logs/daemon.log``."""
+    running = read_info(home)
+    if running is not None:
+        return running
+    log_dir = logs_dir(home)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, CLAWCTL_HOME=str(home))
+    # `daemon run --detach` forks once and its parent exits at once, so the daemon is not
+    # our child: it outlives this command and never becomes our zombie.
+    with open(log_dir / LOG_FILE, "ab") as log:
+        launcher = subprocess.run(
+            [sys.executable, "-m", "clawctl", "daemon", "run", "--detach"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True, check=False,
+        )
+    if launcher.returncode != 0:
+        raise DaemonUnavailable(f"the daemon could not be started (exit {launcher.returncode})",
+                                hint=f"see {log_dir / LOG_FILE}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_info(home)
+        if info is not None:
+            return info
+        time.sleep(0.02)
+    raise DaemonUnavailable(f"the daemon did not start within {timeout:g}s", hint=f"see {log_dir / LOG_FILE}")
+
+
+def wake(home: Path) -> bool:
+    """Ask the daemon for an immediate reconcile pass; False when no daemon runs."""
+    info = read_info(home)
+    if info is None:
+        return False
+    try:
+        os.kill(info.pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop(home: Path, *, timeout: float = 30.0) -> DaemonInfo | None:
+    """Stop the daemon (agents keep running and are re-adopted by the next daemon).
+
+    Returns the stopped daemon's info, or None if none was running. Raises when it
+    does not exit within ``timeout``.
+    """
+    info = read_info(home)
+    if info is None:
+        return None
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return info
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not info.alive():
+            return info
+        time.sleep(0.02)
+    raise ClawctlError(f"the daemon (pid {info.pid}) did not stop within {timeout:g}s",
+                       hint=f"see {logs_dir(home) / LOG_FILE}; it can be killed by pid")
