@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from clawctl.config.normalize import content_hash, fleet_to_documents
@@ -29,14 +31,21 @@ main(sys.argv[1:])
 """
 
 
-def run_together(commands: list[list[str]], *, slow: bool = False) -> list[subprocess.CompletedProcess[str]]:
+def run_together(commands: list[list[str]], *, slow: bool = False,
+                 separate_homes: Path | None = None) -> list[subprocess.CompletedProcess[str]]:
     """Start every command at once and wait for all of them (killing any left on failure).
 
     With ``slow`` each apply holds its write transaction open for 0.3 s, so they overlap.
+    With ``separate_homes`` each process gets its own CLAWCTL_HOME below it, like clawctl on
+    different hosts sharing one registry: only the database serializes them then.
     """
     prefix = [sys.executable, "-c", SLOW_CLAWCTL] if slow else [sys.executable, "-m", "clawctl"]
-    procs = [subprocess.Popen([*prefix, *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for c in commands]
+
+    def env(i: int) -> dict[str, str] | None:
+        return None if separate_homes is None else dict(os.environ, CLAWCTL_HOME=str(separate_homes / f"host{i}"))
+
+    procs = [subprocess.Popen([*prefix, *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(i))
+             for i, c in enumerate(commands)]
     results = []
     try:
         for proc, command in zip(procs, commands):
@@ -50,7 +59,9 @@ def run_together(commands: list[list[str]], *, slow: bool = False) -> list[subpr
     return results
 
 
-def test_concurrent_applies_of_different_configs(tmp_path: Path, clawctl_home: Path) -> None:
+def test_concurrent_applies_of_different_configs(tmp_path: Path, clawctl_home: Path, registry_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAWCTL_REGISTRY", registry_url)
     variants = {
         "a": fleet_docs(4, isolation={"memory": "1Gi"}),
         "b": fleet_docs(4, isolation={"memory": "2Gi"}, capacity=3),
@@ -59,10 +70,11 @@ def test_concurrent_applies_of_different_configs(tmp_path: Path, clawctl_home: P
                             **({"capacity": 3} if k == "b" else {})) for k, v in variants.items()}
     hashes = {content_hash(fleet_to_documents(load(v))): k for k, v in variants.items()}
     commands = [["apply", str(paths[k]), "--yes", "-m", f"{k}{i}"] for i, k in enumerate("abab")]
-    results = run_together(commands, slow=True)
+    shared_server = None if registry_url.startswith("sqlite") else tmp_path / "hosts"
+    results = run_together(commands, slow=True, separate_homes=shared_server)
     assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
     assert all("Traceback" not in r.stderr for r in results)
-    with Registry(home=clawctl_home) as reg:
+    with Registry(registry_url, home=clawctl_home) as reg:
         with reg.reading() as conn:
             assert conn is not None
             revs = store.list_revisions(conn)
@@ -83,11 +95,14 @@ def test_concurrent_applies_of_different_configs(tmp_path: Path, clawctl_home: P
     assert pool_specs == [d for d in stored[-1] if d["kind"] == "AgentPool"]
 
 
-def test_concurrent_applies_of_the_same_config_record_one_revision(tmp_path: Path, clawctl_home: Path) -> None:
+def test_concurrent_applies_of_the_same_config_record_one_revision(
+        tmp_path: Path, clawctl_home: Path, registry_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAWCTL_REGISTRY", registry_url)
     path = write_fleet(tmp_path / "fleet", 3)
-    results = run_together([["apply", str(path)] for _ in range(3)], slow=True)
+    shared_server = None if registry_url.startswith("sqlite") else tmp_path / "hosts"
+    results = run_together([["apply", str(path)] for _ in range(3)], slow=True, separate_homes=shared_server)
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
-    with Registry(home=clawctl_home) as reg:
+    with Registry(registry_url, home=clawctl_home) as reg:
         with reg.reading() as conn:
             assert conn is not None
             assert [r.number for r in store.list_revisions(conn)] == [1]
