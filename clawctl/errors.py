@@ -7,7 +7,8 @@
     ├── DaemonUnavailable   no daemon answers for this CLAWCTL_HOME (exit 1)
     ├── PolicyDenied        an action the CommunicationPolicy does not allow (exit 1)
     ├── NotFound            a named fleet, pool, agent, revision or session is unknown (exit 1)
-    └── Conflict            the request conflicts with the current state (exit 1)
+    ├── Conflict            the request conflicts with the current state (exit 1)
+    └── RuntimeFailure      an agent process could not be spawned, signalled or measured (exit 1)
 
 Library exceptions are translated into these once, at the boundary of the
 layer that calls the library, always with ``raise ... from exc``.
@@ -82,3 +83,7 @@ class NotFound(ClawctlError):
 
 class Conflict(ClawctlError):
     """The request conflicts with the current state (e.g. removing pools without --yes)."""
+
+
+class RuntimeFailure(ClawctlError):
+    """The runtime could not spawn, signal, measure or clean up an agent process."""

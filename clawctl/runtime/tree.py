@@ -1,0 +1,118 @@
+"""An agent's process tree: find it, signal it, wait for it to be gone.
+
+The tree is the union of three views, because each alone misses something:
+the agent's process group (killpg reaches members the daemon cannot list
+cheaply), its cgroups (catch processes that called setsid and whose parent
+died), and psutil's descendants of the leader walked now (the fallback on hosts
+without cgroups; it misses processes re-parented to init).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+
+import psutil
+
+from clawctl.errors import RuntimeFailure
+from clawctl.runtime import cgroups, identity
+from clawctl.runtime.records import AgentProcess
+
+
+def group_is_ours(proc: AgentProcess) -> bool:
+    """Whether process group ``proc.pgid`` can still only be the agent's.
+
+    A pgid cannot be reused while any member lives. It can be reused once the group
+    is empty and a new process with pid == pgid calls setsid; that process would
+    not have the agent's create_time.
+    """
+    if proc.pgid != proc.pid:
+        return identity.exists(proc.pid, proc.create_time)
+    current = identity.create_time(proc.pid)
+    return current is None or abs(current - proc.create_time) <= identity.CREATE_TIME_TOLERANCE
+
+
+def descendants(pid: int) -> dict[int, float]:
+    """``pid``'s descendants now, as pid -> create_time."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return {}
+    found = {}
+    for child in children:
+        try:
+            found[child.pid] = child.create_time()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def snapshot(proc: AgentProcess) -> dict[int, float]:
+    """Every process of the agent's tree that can be named now (pid -> create_time)."""
+    found: dict[int, float] = {}
+    if identity.exists(proc.pid, proc.create_time):
+        found[proc.pid] = proc.create_time
+        found.update(descendants(proc.pid))
+    for pid in cgroups.members(proc.cgroups):
+        started = identity.create_time(pid)
+        if started is not None:
+            found[pid] = started
+    return found
+
+
+def send(proc: AgentProcess, sig: int, targets: Mapping[int, float] | None = None) -> None:
+    """Send ``sig`` to the agent's process group, cgroup members and ``targets``
+    (each re-checked by create_time). Vanished processes are skipped."""
+    try:
+        if group_is_ours(proc):
+            try:
+                os.killpg(proc.pgid, sig)
+            except ProcessLookupError:
+                pass
+        cgroups.kill_members(proc.cgroups, sig)
+        for pid, started in (targets or {}).items():
+            if identity.exists(pid, started):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+    except PermissionError as exc:
+        raise RuntimeFailure(
+            f"cannot signal agent {proc.agent_id} (pid {proc.pid}): permission denied",
+            hint="the daemon can only signal processes of its own user",
+        ) from exc
+
+
+def remaining(proc: AgentProcess, targets: Mapping[int, float]) -> dict[int, float]:
+    """The members of ``targets`` and of the agent's cgroups still running (zombies
+    are done: they only wait for their parent to collect them)."""
+    left = {pid: t for pid, t in targets.items() if identity.is_running(pid, t)}
+    for pid in cgroups.members(proc.cgroups) - left.keys():
+        started = identity.create_time(pid)
+        if started is not None and identity.is_running(pid, started):
+            left[pid] = started
+    return left
+
+
+def wait_gone(
+    proc: AgentProcess,
+    targets: Mapping[int, float],
+    timeout: float,
+    *,
+    resend: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[int, float]:
+    """Poll until nothing of ``targets`` or the agent's cgroups runs, or ``timeout``.
+    With ``resend``, signal again each round (catches processes forked meanwhile).
+    Returns what is still running."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        left = remaining(proc, targets)
+        if not left or time.monotonic() >= deadline:
+            return left
+        if resend is not None:
+            send(proc, resend, left)
+        sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.05)
