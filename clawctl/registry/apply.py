@@ -48,7 +48,7 @@ def plan_fleet(registry: Registry, fleet: Fleet) -> Plan:
     digest = content_hash(documents)
     with registry.reading() as conn:
         head = store.fleet_head(conn, fleet.name) if conn is not None else None
-        if head is None:
+        if conn is None or head is None:
             return plan_documents(fleet.name, documents, None, digest=digest)
         if head[1] == digest:
             return plan_documents(fleet.name, documents, _hash_only_snapshot(fleet.name, head), digest=digest)
@@ -72,8 +72,9 @@ def record(registry: Registry, change: Plan, meta: RevisionMeta, *, approved_rem
         return Outcome(change, None)
     when = now or datetime.now(timezone.utc)
     with registry.writing() as conn:
-        current = store.fleet_snapshot(conn, change.fleet)
-        if (current.revision if current else None) != change.base_revision:
+        head = store.fleet_head(conn, change.fleet)
+        if (head[0] if head else None) != change.base_revision:
+            current = store.fleet_snapshot(conn, change.fleet)
             fresh = _replan(change, current)
             if not fresh.changed:
                 return Outcome(fresh, None)
@@ -118,7 +119,7 @@ def rollback_plan(registry: Registry, number: int) -> tuple[Plan, RevisionInfo, 
     """
     with registry.reading() as conn:
         found = store.get_revision(conn, number) if conn is not None else None
-        if found is None:
+        if conn is None or found is None:
             raise NotFound(f"revision {number} does not exist",
                            hint="`clawctl history` lists the recorded revisions")
         info, documents = found

@@ -82,7 +82,9 @@ def _fleet_id(conn: Connection, plan: Plan, now: datetime) -> int:
         return int(found)
     result = conn.execute(sa.insert(fleets).values(name=plan.fleet, spec=plan.documents[0], revision=None,
                                                    content_hash=None, created_at=now, updated_at=now))
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _insert_revision(conn: Connection, fleet_id: int, number: int, plan: Plan, meta: RevisionMeta,

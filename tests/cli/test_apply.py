@@ -60,7 +60,12 @@ def test_removal_confirmed_on_a_terminal(cli: CLI, tmp_path: Path, monkeypatch: 
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     questions: list[str] = []
     answers = iter([False, True])
-    monkeypatch.setattr(typer, "confirm", lambda text, default=False: questions.append(text) or next(answers))
+
+    def confirm(text: str, default: bool = False) -> bool:
+        questions.append(text)
+        return next(answers)
+
+    monkeypatch.setattr(typer, "confirm", confirm)
     declined = cli("apply", tmp_path)
     assert declined.code == 1 and "not confirmed: nothing was recorded" in declined.err
     accepted = cli("apply", tmp_path)

@@ -14,7 +14,7 @@ from clawctl.config.normalize import content_hash, fleet_to_documents
 from clawctl.registry import store
 from clawctl.registry.engine import Registry
 from clawctl.registry.tables import pools
-from tests.builders import fleet_docs, write_fleet
+from tests.builders import fleet_docs, to_yaml, write_fleet, write_text
 from tests.registry.fleets import load
 
 
@@ -66,8 +66,7 @@ def test_concurrent_applies_of_different_configs(tmp_path: Path, clawctl_home: P
         "a": fleet_docs(4, isolation={"memory": "1Gi"}),
         "b": fleet_docs(4, isolation={"memory": "2Gi"}, capacity=3),
     }
-    paths = {k: write_fleet(tmp_path / k, 4, isolation=v[1]["spec"]["isolation"],
-                            **({"capacity": 3} if k == "b" else {})) for k, v in variants.items()}
+    paths = {k: write_text(tmp_path / k / "fleet.yaml", to_yaml(v)) for k, v in variants.items()}
     hashes = {content_hash(fleet_to_documents(load(v))): k for k, v in variants.items()}
     commands = [["apply", str(paths[k]), "--yes", "-m", f"{k}{i}"] for i, k in enumerate("abab")]
     shared_server = None if registry_url.startswith("sqlite") else tmp_path / "hosts"

@@ -55,7 +55,7 @@ def _registry_at_0001(registry: Registry) -> None:
     engine = registry.engine()
     if registry.sqlite_path is not None:
         with engine.connect() as conn:
-            conn.connection.driver_connection.execute("PRAGMA journal_mode=WAL")
+            conn.connection.driver_connection.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
     with engine.connect() as raw:
         conn = raw.execution_options(clawctl_write=True)
         with conn.begin():

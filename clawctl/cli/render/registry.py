@@ -139,7 +139,7 @@ def render_status_yaml(fleets: Sequence[FleetStatus]) -> str:
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep our key order
     buffer = io.StringIO()
     yaml.dump(status_data(fleets), buffer)
     return buffer.getvalue()
