@@ -34,7 +34,7 @@ def _root(
 
 def build_app() -> typer.Typer:
     """The CLI with every command registered (explicitly, no import side effects)."""
-    from clawctl.cli import apply, delete, diff, history, rollback, schema, status, validate
+    from clawctl.cli import apply, daemon, delete, diff, history, rollback, schema, status, validate
 
     app = typer.Typer(
         name="clawctl",
@@ -52,4 +52,5 @@ def build_app() -> typer.Typer:
     app.command("history")(history.history_command)
     app.command("rollback")(rollback.rollback_command)
     app.command("delete")(delete.delete_command)
+    app.add_typer(daemon.daemon_app, name="daemon")
     return app

@@ -117,6 +117,11 @@ agents = sa.Table(
     sa.Column("last_exit_reason", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # 0003: what the daemon needs to report and to resume after a restart.
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("next_start_at", sa.Float, nullable=True, doc="when a BackOff restart is due"),
+    sa.Column("message", sa.Text, nullable=True, doc="why the agent is in its state (e.g. CrashLoop)"),
+    sa.Column("enforcement", sa.JSON, nullable=True, doc="quota name → enforced | monitored | unlimited"),
     sa.Index(None, "fleet_id", "pool"),
 )
 
@@ -162,4 +167,28 @@ audit = sa.Table(
     sa.Column("target", sa.String(255), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("detail", sa.JSON, nullable=True),
+)
+
+# Supervision (schema revision 0003).
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("fleet", NAME, nullable=False),
+    sa.Column("target", sa.String(128), nullable=False, doc="agent id or pool name"),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+commands = sa.Table(
+    "commands", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("verb", sa.String(32), nullable=False, doc="retry, …"),
+    sa.Column("target", sa.String(255), nullable=False, doc="fleet/NAME, pool/NAME or agent/ID"),
+    sa.Column("done_at", UTCDateTime, nullable=True, index=True),
+    sa.Column("result", sa.Text, nullable=True),
 )

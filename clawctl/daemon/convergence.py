@@ -1,0 +1,80 @@
+"""Is a fleet converged? Pure: desired pool documents × agent rows → progress per pool.
+
+Shared by ``apply --wait`` and ``status``, so both say "ready" for the same thing
+the daemon plans toward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clawctl.policies.supervision import AgentState
+
+
+def spec_hash(document: dict[str, Any]) -> str:
+    """Identity of a pool's spec: agents running another hash are replaced (rollout)."""
+    spec = document.get("spec", {})
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """The fields of an agent row that convergence looks at."""
+
+    pool: str
+    slot: int
+    state: str
+    spec_hash: str | None
+
+
+@dataclass(frozen=True)
+class PoolProgress:
+    pool: str
+    desired: int
+    ready: int
+    standbys_desired: int
+    standbys_ready: int
+    restarting: int
+    crash_looping: int
+    state: str
+
+    @property
+    def converged(self) -> bool:
+        return self.ready >= self.desired and self.standbys_ready >= self.standbys_desired
+
+
+def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentView]) -> list[PoolProgress]:
+    """Progress of every pool in ``documents`` (normalized AgentPool documents)."""
+    by_pool: dict[str, list[AgentView]] = {}
+    for agent in agents:
+        by_pool.setdefault(agent.pool, []).append(agent)
+    out = []
+    for document in documents:
+        name = document["metadata"]["name"]
+        spec = document["spec"]
+        replicas = int(spec.get("replicas", 1))
+        failover = spec.get("failover", {})
+        standbys = int(failover.get("standbys", 0)) if failover.get("strategy") == "hot-standby" else 0
+        digest = spec_hash(document)
+        rows = by_pool.get(name, [])
+        current = [a for a in rows if a.state == AgentState.RUNNING.value and a.spec_hash == digest]
+        ready = sum(1 for a in current if a.slot < replicas)
+        standby_ready = sum(1 for a in current if replicas <= a.slot < replicas + standbys)
+        restarting = sum(1 for a in rows if a.state == AgentState.BACKOFF.value)
+        looping = sum(1 for a in rows if a.state == AgentState.CRASHLOOP.value)
+        if looping:
+            state = "CrashLoop"
+        elif ready >= replicas and standby_ready >= standbys:
+            state = "Ready"
+        elif restarting:
+            state = "Restarting"
+        elif any(a.spec_hash != digest for a in rows):
+            state = "Updating"
+        else:
+            state = "Starting" if rows or replicas else "Ready"
+        out.append(PoolProgress(name, replicas, ready, standbys, standby_ready, restarting, looping, state))
+    return out

@@ -1,0 +1,446 @@
+"""One reconcile pass: observe → decide (pure policies) → act → record.
+
+Level-triggered: a pass carries no event payload. Wake-ups (apply, a child's
+exit, a command) only make the next pass come sooner. A pass with nothing to
+do reads nothing from disk but a tiny "which revisions are current" query
+(skipped entirely while nothing asked for it), writes nothing and signals
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from clawctl.config.build import build_pool
+from clawctl.config.model import AgentPool
+from clawctl.daemon.convergence import spec_hash
+from clawctl.daemon.records import AgentRecord, DesiredFleet, Event
+from clawctl.errors import ClawctlError
+from clawctl.policies.restart import ExitInfo, RestartHistory, classify_exit, decide_restart
+from clawctl.policies.supervision import (
+    ACTIVE,
+    AgentState,
+    DesiredPool,
+    ObservedAgent,
+    StopReason,
+    plan_processes,
+    resolve_max_unavailable,
+)
+from clawctl.registry import supervision as store
+from clawctl.runtime.records import AgentProcess, Exit, LaunchSpec
+
+log = logging.getLogger("clawctl.daemon")
+
+READY_AFTER = 0.3
+"""Seconds an agent must stay up after spawn to count as running (and ready)."""
+ADOPTED_CHECK_INTERVAL = 1.0
+"""Seconds between liveness checks of processes the daemon did not spawn itself."""
+DEFAULT_START_CONCURRENCY = 32
+
+
+class Launcher(Protocol):
+    """What the reconciler needs from the runtime (``clawctl.runtime``)."""
+
+    def spawn(self, spec: LaunchSpec) -> AgentProcess: ...
+    def alive(self, proc: AgentProcess) -> bool: ...
+    def signal(self, proc: AgentProcess, sig: int) -> None: ...
+    def reap(self) -> list[Exit]: ...
+    def adopt(self, pid: int, create_time: float, *, agent_id: str, limits: Any = ...) -> AgentProcess | None: ...
+    def release(self, proc: AgentProcess) -> None: ...
+
+
+class Registry(Protocol):
+    def reading(self) -> Any: ...
+    def writing(self) -> Any: ...
+
+
+@dataclass
+class PassResult:
+    changed: bool
+    next_wake: float | None
+
+
+class Reconciler:
+    """Owns the daemon's view of every agent and moves it toward the registry's desired state."""
+
+    def __init__(self, registry: Registry, launcher: Launcher, *, home: Path, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None, start_concurrency: int = DEFAULT_START_CONCURRENCY) -> None:
+        self.registry = registry
+        self.launcher = launcher
+        self.home = home
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.start_concurrency = start_concurrency
+        self.records: dict[str, AgentRecord] = {}
+        self.desired: dict[str, DesiredFleet] = {}
+        self._heads: tuple[tuple[int, str, int | None], ...] | None = None
+        self._pool_cache: dict[tuple[str, str], tuple[str, AgentPool, DesiredPool]] = {}
+        self._last_known: dict[tuple[str, str], AgentPool] = {}
+        self._by_pid: dict[int, str] = {}
+        self._dirty: set[str] = set()
+        self._removed: set[str] = set()
+        self._events: list[Event] = []
+        self._next_adopted_check = 0.0
+        self.check_registry = True
+        """Set by wake-ups from apply and commands; the periodic pass also looks now and then."""
+
+    # ----------------------------------------------------------------- startup
+    def restore(self) -> None:
+        """Load agent rows of a previous daemon and re-adopt the processes still running."""
+        with self.registry.reading() as conn:
+            rows = store.load_agents(conn) if conn is not None else []
+        self._refresh_desired(force=True)
+        now = self.clock()
+        for row in rows:
+            pool = self._pool_model(row.fleet, row.pool)
+            try:
+                state = AgentState(row.state)
+            except ValueError:
+                state = AgentState.EXITED
+            record = AgentRecord(
+                fleet=row.fleet, fleet_id=row.fleet_id, agent_id=row.agent_id, pool=row.pool, slot=row.slot,
+                state=state, spec_hash=row.spec_hash or "", started_at=row.started_at,
+                next_start_at=row.next_start_at, restarts=row.restarts, last_exit=row.last_exit_reason,
+                last_exit_code=row.last_exit_code, message=row.message or "",
+            )
+            if row.pid is not None and row.process_started is not None and state in ACTIVE:
+                proc = self.launcher.adopt(row.pid, row.process_started, agent_id=row.agent_id,
+                                           limits=pool.policies.isolation if pool else None)
+                if proc is not None:
+                    adopted_state = AgentState.STOPPING if state is AgentState.STOPPING else AgentState.RUNNING
+                    record = record.evolve(process=proc, state=adopted_state,
+                                           stop_deadline=now if state is AgentState.STOPPING else None)
+                    self._by_pid[proc.pid] = record.key
+                    self._event(record, "Adopted", f"re-adopted pid {proc.pid}")
+                else:
+                    record = self._after_exit(record, classify_exit(code=None, signal=None, at=now), now,
+                                              reason="Lost", text="gone while the daemon was away")
+            self.records[record.key] = record
+            self._dirty.add(record.key)
+
+    # ------------------------------------------------------------------ a pass
+    def run_pass(self) -> PassResult:
+        """Observe, plan, act and record once. Returns when the next pass is due (if sooner
+        than the periodic tick)."""
+        now = self.clock()
+        self._collect_exits(now)
+        self._check_adopted(now)
+        if self.check_registry:
+            self.check_registry = False
+            self._run_commands(now)
+            self._refresh_desired()
+        self._promote_and_escalate(now)
+        wake = self._plan_and_act(now)
+        changed = self._persist()
+        return PassResult(changed, _earliest(wake, self._next_internal_deadline()))
+
+    # --------------------------------------------------------------- observing
+    def _collect_exits(self, now: float) -> None:
+        for ex in self.launcher.reap():
+            key = self._by_pid.pop(ex.pid, None)
+            record = self.records.get(key) if key else None
+            if record is None or record.process is None or record.process.pid != ex.pid:
+                continue
+            info = classify_exit(code=ex.returncode, signal=ex.signal, oom_killed=ex.oom_killed,
+                                 requested_stop=record.state is AgentState.STOPPING, at=now)
+            self._handle_exit(record, info, now)
+
+    def _check_adopted(self, now: float) -> None:
+        if now < self._next_adopted_check:
+            return
+        self._next_adopted_check = now + ADOPTED_CHECK_INTERVAL
+        for record in list(self.records.values()):
+            proc = record.process
+            if proc is None or not proc.adopted or record.state not in ACTIVE:
+                continue
+            if not self.launcher.alive(proc):
+                self._by_pid.pop(proc.pid, None)
+                self.launcher.release(proc)
+                info = classify_exit(code=None, signal=None, requested_stop=record.state is AgentState.STOPPING,
+                                     at=now)
+                self._handle_exit(record, info, now)
+
+    def _handle_exit(self, record: AgentRecord, info: ExitInfo, now: float) -> None:
+        if record.state is AgentState.STOPPING:
+            self._event(record, "Stopped", f"{info.describe()} ({record.stop_reason.value if record.stop_reason else 'stop'})")
+            self._forget(record)
+            return
+        self.records[record.key] = self._after_exit(record, info, now, reason="Exited", text=info.describe())
+
+    def _after_exit(self, record: AgentRecord, info: ExitInfo, now: float, *, reason: str, text: str) -> AgentRecord:
+        pool = self._pool_model(record.fleet, record.pool)
+        level = "warning" if info.exit_class.value not in ("success", "stopped") else "info"
+        self._event(record, reason, text, level)
+        base = record.evolve(process=None, last_exit=info.describe(), last_exit_code=info.code, stop_deadline=None)
+        if pool is None:  # its pool is gone: nothing to restart into
+            return base.evolve(state=AgentState.EXITED, message="pool removed")
+        decision = decide_restart(pool.policies.failover, record.history, info,
+                                  started_at=record.started_at or now, now=now, rng=self.rng)
+        self._dirty.add(record.key)
+        if decision.crash_loop:
+            self._event(record, "CrashLoop", decision.reason, "warning")
+            return base.evolve(state=AgentState.CRASHLOOP, history=decision.history, message=decision.reason,
+                               next_start_at=None)
+        if decision.restart:
+            delay = (decision.at or now) - now
+            if delay > 0.001:
+                self._event(record, "BackOff", f"restarting in {delay:.2f}s after {info.describe()}")
+            return base.evolve(state=AgentState.BACKOFF, history=decision.history, next_start_at=decision.at,
+                               message=decision.reason)
+        return base.evolve(state=AgentState.EXITED, history=decision.history, message=decision.reason,
+                           next_start_at=None)
+
+    def _promote_and_escalate(self, now: float) -> None:
+        for record in list(self.records.values()):
+            if record.state is AgentState.STARTING and record.started_at is not None \
+                    and now - record.started_at >= READY_AFTER:
+                self.records[record.key] = record.evolve(state=AgentState.RUNNING)
+                self._dirty.add(record.key)
+            elif record.state is AgentState.STOPPING and record.stop_deadline is not None \
+                    and now >= record.stop_deadline and record.process is not None:
+                self.launcher.signal(record.process, signal.SIGKILL)
+                self._event(record, "Killed", "grace period over; sent SIGKILL to the whole process tree", "warning")
+                self.records[record.key] = record.evolve(stop_deadline=None)
+                self._dirty.add(record.key)
+
+    # ------------------------------------------------------------ desired state
+    def _refresh_desired(self, *, force: bool = False) -> None:
+        with self.registry.reading() as conn:
+            if conn is None:
+                heads: list[store.FleetHead] = []
+            else:
+                heads = store.fleet_heads(conn)
+            key = tuple(sorted((h.fleet_id, h.name, h.revision) for h in heads))
+            if key == self._heads and not force:
+                return
+            fresh: dict[str, DesiredFleet] = {}
+            for head in heads:
+                previous = self.desired.get(head.name)
+                if previous is not None and previous.revision == head.revision and not force:
+                    fresh[head.name] = previous
+                    continue
+                fresh[head.name] = self._load_fleet(conn, head)
+        for name, fleet in fresh.items():
+            before = self.desired.get(name)
+            if before is not None and before.revision != fleet.revision:
+                self._clear_given_up(name)
+        for name, fleet in self.desired.items():
+            for pool_name, model in fleet.specs.items():
+                self._last_known[(name, pool_name)] = model
+        self.desired = fresh
+        self._heads = key
+
+    def _load_fleet(self, conn: Any, head: store.FleetHead) -> DesiredFleet:
+        pools: list[DesiredPool] = []
+        specs: dict[str, AgentPool] = {}
+        for document in store.pool_documents(conn, head.fleet_id):
+            name = document["metadata"]["name"]
+            digest = spec_hash(document)
+            cached = self._pool_cache.get((head.name, name))
+            if cached is not None and cached[0] == digest:
+                _, model, desired = cached
+            else:
+                model = build_pool(name, document["spec"], {})
+                desired = DesiredPool(
+                    name=name, replicas=model.replicas, spec_hash=digest,
+                    standbys=model.policies.failover.standbys if model.policies.failover.strategy.value
+                    == "hot-standby" else 0,
+                    priority=model.priority, depends_on=model.depends_on,
+                    max_unavailable=resolve_max_unavailable(model.policies.rollout.max_unavailable, model.replicas),
+                )
+                self._pool_cache[(head.name, name)] = (digest, model, desired)
+            pools.append(desired)
+            specs[name] = model
+        return DesiredFleet(head.name, head.fleet_id, head.revision or 0, tuple(pools), specs)
+
+    def _clear_given_up(self, fleet: str) -> None:
+        """A new revision retries agents that had given up (CrashLoop, Exited)."""
+        for record in list(self.records.values()):
+            if record.fleet == fleet and record.state in (AgentState.CRASHLOOP, AgentState.EXITED):
+                self._event(record, "Reset", "new revision applied")
+                self._forget(record)
+
+    def _pool_model(self, fleet: str, pool: str) -> AgentPool | None:
+        desired = self.desired.get(fleet)
+        if desired is not None and pool in desired.specs:
+            return desired.specs[pool]
+        return self._last_known.get((fleet, pool))
+
+    # ------------------------------------------------------------------ acting
+    def _plan_and_act(self, now: float) -> float | None:
+        starting = sum(1 for r in self.records.values() if r.state is AgentState.STARTING)
+        budget = max(0, self.start_concurrency - starting)
+        wake: float | None = None
+        fleets = set(self.desired) | {r.fleet for r in self.records.values()}
+        for fleet in sorted(fleets):
+            desired = self.desired.get(fleet)
+            pools = list(desired.pools) if desired else []
+            observed = [
+                ObservedAgent(r.agent_id, r.pool, r.slot, r.state, r.spec_hash, r.next_start_at)
+                for r in self.records.values() if r.fleet == fleet
+            ]
+            removed_deps = {
+                pool: model.depends_on for (f, pool), model in self._last_known.items()
+                if f == fleet and (desired is None or pool not in desired.specs)
+            }
+            plan = plan_processes(pools, observed, now=now, start_budget=budget, removed_depends_on=removed_deps)
+            for stop in plan.stops:
+                self._stop(self.records[f"{fleet}/{stop.agent_id}"], stop.reason, now)
+            for start in plan.starts:
+                if desired is not None and self._start(desired, start.agent_id, start.pool, start.slot, now):
+                    budget -= 1
+            wake = _earliest(wake, plan.wake_at)
+        return wake
+
+    def _start(self, fleet: DesiredFleet, agent_id: str, pool_name: str, slot: int, now: float) -> bool:
+        model = fleet.specs[pool_name]
+        desired = next(p for p in fleet.pools if p.name == pool_name)
+        key = f"{fleet.name}/{agent_id}"
+        previous = self.records.get(key)
+        env = dict(model.env)
+        env.update({"CLAWCTL_AGENT_ID": agent_id, "CLAWCTL_POOL": pool_name, "CLAWCTL_FLEET": fleet.name,
+                    "CLAWCTL_HOME": str(self.home)})
+        spec = LaunchSpec(
+            agent_id=agent_id, argv=model.command, env=env,
+            workdir=self.home / "agents" / fleet.name / agent_id, log_dir=agent_log_dir(self.home, fleet.name),
+            limits=model.policies.isolation, cgroup_parent=f"clawctl/{fleet.name}",
+        )
+        base = previous or AgentRecord(fleet=fleet.name, fleet_id=fleet.fleet_id, agent_id=agent_id, pool=pool_name,
+                                       slot=slot, state=AgentState.STARTING, spec_hash=desired.spec_hash)
+        self._dirty.add(key)
+        try:
+            spec.workdir.mkdir(parents=True, exist_ok=True)
+            proc = self.launcher.spawn(spec)
+        except (ClawctlError, OSError, ValueError) as exc:
+            message = getattr(exc, "message", str(exc))
+            self._event(base, "StartFailed", message, "warning")
+            failed = base.evolve(started_at=now, spec_hash=desired.spec_hash)
+            self.records[key] = self._after_exit(failed, classify_exit(code=127, signal=None, at=now), now,
+                                                 reason="Exited", text=f"could not start: {message}")
+            return False
+        restarts = base.restarts + (1 if previous is not None else 0)
+        record = base.evolve(state=AgentState.STARTING, process=proc, started_at=now, next_start_at=None,
+                             spec_hash=desired.spec_hash, restarts=restarts, fleet_id=fleet.fleet_id, message="")
+        self.records[key] = record
+        self._by_pid[proc.pid] = key
+        self._event(record, "Started", f"pid {proc.pid}" + (f" (restart {restarts})" if previous else ""))
+        return True
+
+    def _stop(self, record: AgentRecord, reason: StopReason, now: float) -> None:
+        if record.process is None:
+            self._forget(record)
+            return
+        model = self._pool_model(record.fleet, record.pool)
+        grace = model.policies.drain.grace_period if model else 30.0
+        self.launcher.signal(record.process, signal.SIGTERM)
+        self.records[record.key] = record.evolve(state=AgentState.STOPPING, stop_deadline=now + grace,
+                                                 stop_reason=reason)
+        self._dirty.add(record.key)
+        self._event(record, "Stopping", f"{reason.value}; SIGTERM, {grace:g}s grace")
+
+    def stop_all(self, *, grace: float | None = None) -> None:
+        """Ask every running agent to stop (used by `daemon stop --with-agents`)."""
+        now = self.clock()
+        for record in list(self.records.values()):
+            if record.state in (AgentState.STARTING, AgentState.RUNNING):
+                self._stop(record, StopReason.POOL_REMOVED, now)
+                if grace is not None:
+                    self.records[record.key] = self.records[record.key].evolve(stop_deadline=now + grace)
+
+    # ---------------------------------------------------------------- commands
+    def _run_commands(self, now: float) -> None:
+        with self.registry.reading() as conn:
+            pending = store.pending_commands(conn) if conn is not None else []
+        if not pending:
+            return
+        results = []
+        for command in pending:
+            if command.verb == "retry":
+                matched = [r for r in list(self.records.values()) if _matches(r, command.target)
+                           and r.state in (AgentState.CRASHLOOP, AgentState.EXITED, AgentState.BACKOFF)]
+                for record in matched:
+                    self._event(record, "Retry", f"retry requested by {command.actor}")
+                    self._forget(record)
+                results.append((command.id, f"retrying {len(matched)} agent(s)"))
+            else:
+                results.append((command.id, f"unknown command {command.verb!r}"))
+        with self.registry.writing() as conn:
+            for command_id, result in results:
+                store.complete_command(conn, command_id, result)
+
+    # --------------------------------------------------------------- recording
+    def _event(self, record: AgentRecord, reason: str, message: str, level: str = "info") -> None:
+        self._events.append(Event(self.clock(), record.fleet, record.agent_id, reason, message, level))
+        log.log(logging.WARNING if level == "warning" else logging.INFO, "%s/%s %s: %s", record.fleet,
+                record.agent_id, reason, message)
+
+    def _forget(self, record: AgentRecord) -> None:
+        self.records.pop(record.key, None)
+        if record.process is not None:
+            self._by_pid.pop(record.process.pid, None)
+        self._dirty.discard(record.key)
+        self._removed.add(store.agent_key(record.fleet, record.agent_id))
+
+    def _next_internal_deadline(self) -> float | None:
+        soonest: float | None = None
+        for record in self.records.values():
+            if record.state is AgentState.STARTING and record.started_at is not None:
+                soonest = _earliest(soonest, record.started_at + READY_AFTER)
+            elif record.state is AgentState.STOPPING and record.stop_deadline is not None:
+                soonest = _earliest(soonest, record.stop_deadline)
+        return soonest
+
+    def _persist(self) -> bool:
+        if not self._dirty and not self._removed and not self._events:
+            return False
+        rows = [_row(self.records[k]) for k in sorted(self._dirty) if k in self.records]
+        events = [(e.at, e.fleet, e.target, e.reason, e.level, e.message) for e in self._events]
+        with self.registry.writing() as conn:
+            store.save_agents(conn, rows, removed=sorted(self._removed - set(self._dirty)))
+            store.append_events(conn, events)
+        self._dirty.clear()
+        self._removed.clear()
+        self._events.clear()
+        return True
+
+
+def agent_log_dir(home: Path, fleet: str) -> Path:
+    """Where the agents of ``fleet`` write stdout and stderr."""
+    return home / "logs" / "agents" / fleet
+
+
+def _matches(record: AgentRecord, target: str) -> bool:
+    kind, _, name = target.partition("/")
+    if kind == "fleet":
+        return record.fleet == name
+    if kind == "pool":
+        return record.pool == name or f"{record.fleet}/{record.pool}" == name
+    if kind == "agent":
+        return record.agent_id == name or record.key == name
+    return False
+
+
+def _row(record: AgentRecord) -> store.AgentRow:
+    proc = record.process
+    return store.AgentRow(
+        fleet=record.fleet, fleet_id=record.fleet_id, agent_id=record.agent_id, pool=record.pool, slot=record.slot,
+        state=record.state.value, pid=proc.pid if proc else None, process_started=proc.create_time if proc else None,
+        spec_hash=record.spec_hash, restarts=record.restarts, last_exit_code=record.last_exit_code,
+        last_exit_reason=record.last_exit, started_at=record.started_at, next_start_at=record.next_start_at,
+        message=record.message or None, enforcement=dict(proc.enforcement) if proc else None,
+    )
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)

@@ -1,0 +1,65 @@
+"""What the daemon knows about each agent slot and what it reports as events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from clawctl.config.model import AgentPool
+from clawctl.policies.restart import RestartHistory
+from clawctl.policies.supervision import AgentState, DesiredPool, StopReason
+from clawctl.runtime.records import AgentProcess
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """One agent slot of a fleet as the daemon tracks it (``key`` = fleet/agent id)."""
+
+    fleet: str
+    fleet_id: int
+    agent_id: str
+    pool: str
+    slot: int
+    state: AgentState
+    spec_hash: str
+    process: AgentProcess | None = None
+    started_at: float | None = None
+    next_start_at: float | None = None
+    stop_deadline: float | None = None
+    stop_reason: StopReason | None = None
+    history: RestartHistory = RestartHistory()
+    restarts: int = 0
+    last_exit: str | None = None
+    last_exit_code: int | None = None
+    message: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.fleet}/{self.agent_id}"
+
+    def evolve(self, **changes: Any) -> AgentRecord:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded transition (``clawctl events``)."""
+
+    at: float
+    fleet: str
+    target: str          # agent id or pool name
+    reason: str          # Started, Exited, BackOff, CrashLoop, Stopping, Stopped, Killed, Adopted, Lost, …
+    message: str
+    level: str = "info"  # info | warning
+
+
+@dataclass(frozen=True)
+class DesiredFleet:
+    """A fleet's pools as the registry's newest revision describes them."""
+
+    name: str
+    fleet_id: int
+    revision: int
+    pools: tuple[DesiredPool, ...]
+    specs: dict[str, AgentPool] = field(default_factory=dict, compare=False)
+    """The typed pool model by pool name (argv, env, isolation, failover, drain)."""

@@ -1,0 +1,138 @@
+"""The daemon process: one per CLAWCTL_HOME, reconciling on a schedule and on wake-ups.
+
+An APScheduler interval job runs reconcile passes; SIGUSR1 (apply, retry)
+and SIGCHLD (an agent exited) bring the next pass forward. SIGTERM or SIGINT
+stop the daemon; agents keep running and the next daemon re-adopts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from clawctl.daemon.instance import InstanceLock
+from clawctl.daemon.reconciler import Reconciler
+
+log = logging.getLogger("clawctl.daemon")
+
+TICK_SECONDS = 2.0
+"""Period of the level-triggered pass when nothing wakes the daemon sooner."""
+REGISTRY_CHECK_EVERY = 5
+"""Every this many periodic passes also look for new revisions (in case a wake-up was missed)."""
+
+
+class Loop:
+    """Runs reconcile passes one at a time; a wake-up during a pass causes one more pass."""
+
+    def __init__(self, reconciler: Reconciler, *, tick: float = TICK_SECONDS) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.reconciler = reconciler
+        self.tick = tick
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        self._state = threading.Lock()
+        self._running = False
+        self._again = False
+        self._passes = 0
+        self.job = self.scheduler.add_job(
+            self._job, "interval", seconds=tick, id="reconcile", max_instances=1, coalesce=True,
+            next_run_time=datetime.now(timezone.utc), misfire_grace_time=None,
+        )
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        self.scheduler.shutdown(wait=True)
+
+    def wake(self, *, registry: bool = False) -> None:
+        """Bring the next pass forward (``registry``: and look for new revisions and commands)."""
+        if registry:
+            self.reconciler.check_registry = True
+        with self._state:
+            if self._running:
+                self._again = True
+                return
+        self._schedule(time.time())
+
+    def _schedule(self, at: float) -> None:
+        try:
+            self.job.modify(next_run_time=datetime.fromtimestamp(at, timezone.utc))
+        except Exception:  # noqa: BLE001 - the job is gone only while shutting down
+            log.debug("could not reschedule the reconcile job", exc_info=True)
+
+    def _job(self) -> None:
+        with self._state:
+            self._running = True
+        try:
+            while True:
+                with self._state:
+                    self._again = False
+                self._passes += 1
+                if self._passes % REGISTRY_CHECK_EVERY == 0:
+                    self.reconciler.check_registry = True
+                try:
+                    result = self.reconciler.run_pass()
+                except Exception:  # noqa: BLE001 - one bad pass must not stop supervision
+                    log.exception("reconcile pass failed; retrying at the next tick")
+                    result = None
+                with self._state:
+                    if not self._again:
+                        self._running = False
+                        break
+            if result is not None and result.next_wake is not None and result.next_wake < time.time() + self.tick:
+                self._schedule(max(result.next_wake, time.time()))
+        finally:
+            with self._state:
+                self._running = False
+
+
+def run_daemon(home: Path, *, detach: bool = False) -> int:
+    """Run the daemon for ``home`` until SIGTERM/SIGINT. Returns the exit code."""
+    if detach and os.fork() > 0:
+        os._exit(0)  # the launcher's child exits at once; the daemon lives on in the grandchild
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    lock = InstanceLock(home)
+    info = lock.acquire()
+    log.info("daemon %s started (pid %d) for %s", info.version, info.pid, home)
+    stop = threading.Event()
+    from clawctl.registry.engine import Registry
+    from clawctl.runtime.launcher import ProcessLauncher
+
+    registry = Registry(home=home)
+    try:
+        launcher = ProcessLauncher()
+        reconciler = Reconciler(registry, launcher, home=home)
+        reconciler.restore()
+        loop = Loop(reconciler)
+
+        def on_stop(signum: int, _frame: Any) -> None:
+            log.info("received %s; stopping (agents keep running)", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGUSR1, lambda *_: loop.wake(registry=True))
+        signal.signal(signal.SIGCHLD, lambda *_: loop.wake())
+        loop.start()
+        while not stop.wait(timeout=3600):
+            pass
+        loop.shutdown()
+        log.info("daemon stopped")
+        return 0
+    finally:
+        registry.close()
+        lock.release()
+
+
+def tick_delta() -> timedelta:
+    return timedelta(seconds=TICK_SECONDS)
