@@ -34,12 +34,17 @@ def delete_command(
         if dry_run:
             out.write("dry run: nothing recorded\n")
             return ExitCode.OK
-        pools, policies = len(change.removed_pools), change.counts()["delete"] - len(change.removed_pools) - 1
-        if not ask(f"delete fleet {fleet} ({pools} pools, {policies} policies)?", yes=yes):
-            raise Conflict(f"deleting fleet {fleet} removes its {pools} pools and {policies} policies",
-                           hint="re-run with --yes to delete it")
+        pools = len(change.removed_pools)
+        policies = change.counts()["delete"] - pools - 1
+        what = f"{_count(pools, 'pool')} and {_count(policies, 'policy', 'policies')}"
+        if not ask(f"delete fleet {fleet} ({what})?", yes=yes):
+            raise Conflict(f"deleting fleet {fleet} removes its {what}", hint="re-run with --yes to delete it")
         approved = change.removed_pools
         outcome = record(registry, change, revision_meta(RevisionKind.DELETE, message=f"delete fleet {fleet}"),
                          approved_removals=approved)
     out.write(f"deleted: fleet {fleet} (revision {outcome.revision}); its history is kept\n")
     return ExitCode.OK
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"

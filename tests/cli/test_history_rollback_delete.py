@@ -95,13 +95,13 @@ def test_delete_needs_yes_and_keeps_history(cli: CLI, tmp_path: Path) -> None:
     cli("apply", tmp_path)
     refused = cli("delete", "demo")
     assert refused.code == 1
-    assert refused.err == ("error: deleting fleet demo removes its 2 pools and 1 policies\n"
+    assert refused.err == ("error: deleting fleet demo removes its 2 pools and 1 policy\n"
                            "hint: re-run with --yes to delete it\n")
     assert "  - pool pool-1\n" in refused.out
     done = cli("delete", "demo", "--yes")
     assert done.code == 0
     assert done.out.endswith("deleted: fleet demo (revision 2); its history is kept\n")
-    assert cli("status").out.startswith("no fleet has been applied yet")
+    assert cli("status").out.startswith("no fleets in the registry")
     assert [r["kind"] for r in json.loads(cli("history", "-o", "json").out)["revisions"]] == ["apply", "delete"]
     gone = cli("delete", "demo", "--yes")
     assert gone.code == 1 and "fleet demo is not in the registry" in gone.err

@@ -24,7 +24,7 @@ def applied(cli: CLI, tmp_path: Path) -> None:
 def test_empty_registry(cli: CLI, clawctl_home: Path) -> None:
     result = cli("status")
     assert result.code == 0
-    assert result.out == f"no fleet has been applied yet (registry {clawctl_home / 'registry.db'})\n"
+    assert result.out == f"no fleets in the registry {clawctl_home / 'registry.db'}\n"
     assert json.loads(cli("status", "-o", "json").out) == {"version": 1, "fleets": []}
 
 

@@ -92,7 +92,7 @@ def _pool_row(pool: PoolStatus) -> list[str]:
 def render_status_table(fleets: Sequence[FleetStatus], *, colors: Palette, where: str) -> str:
     """Per fleet: a heading line, then one row per pool of its desired state."""
     if not fleets:
-        return f"no fleet has been applied yet (registry {where})\n"
+        return f"no fleets in the registry {where}\n"
     out = io.StringIO()
     for i, fleet in enumerate(fleets):
         if i:
