@@ -250,6 +250,10 @@ class ProcessLauncher:
                     hint="they are probably blocked in the kernel (state D); the daemon retries",
                 )
         self._cleanup(proc)
+        with self._lock:
+            record = self._records.get(proc.pid)
+            if record is not None and not record.child:
+                self._forget(proc.pid)  # no exit to report for an adopted agent
 
     # -- exits -----------------------------------------------------------------------
 
@@ -353,7 +357,7 @@ class ProcessLauncher:
         with self._lock:
             known = self._records.get(pid)
             if known is not None and abs(known.proc.create_time - create_time) <= identity.CREATE_TIME_TOLERANCE:
-                return known.proc
+                return known.proc if known.proc.agent_id == agent_id else None
         facts = self.host
         limits = limits or Isolation()
         dirs: list[Path] = []

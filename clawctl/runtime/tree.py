@@ -10,6 +10,7 @@ without cgroups; it misses processes re-parented to init).
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping
 
@@ -62,21 +63,35 @@ def snapshot(proc: AgentProcess) -> dict[int, float]:
 
 
 def send(proc: AgentProcess, sig: int, targets: Mapping[int, float] | None = None) -> None:
-    """Send ``sig`` to the agent's process group, cgroup members and ``targets``
-    (each re-checked by create_time). Vanished processes are skipped."""
+    """Send ``sig`` once to each process of the agent's tree: its process group, then
+    cgroup members and ``targets`` (re-checked by create_time) outside that group.
+    Vanished processes are skipped.
+
+    Once, because a second SIGTERM can land after a Python agent's handler ran and
+    the interpreter restored default dispositions while exiting, turning a clean
+    exit 0 into death by SIGTERM.
+    """
+    group = proc.pgid if group_is_ours(proc) else None
+    others = dict(targets or {})
+    for pid in cgroups.members(proc.cgroups):
+        others.setdefault(pid, -1.0)
     try:
-        if group_is_ours(proc):
+        if sig == signal.SIGKILL:
+            cgroups.kill_members(proc.cgroups, sig)  # cgroup.kill where it exists: atomic vs forks
+        if group is not None:
             try:
-                os.killpg(proc.pgid, sig)
+                os.killpg(group, sig)
             except ProcessLookupError:
-                pass
-        cgroups.kill_members(proc.cgroups, sig)
-        for pid, started in (targets or {}).items():
-            if identity.exists(pid, started):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+                group = None
+        for pid, started in others.items():
+            try:
+                if group is not None and os.getpgid(pid) == group:
+                    continue
+                if started >= 0 and not identity.exists(pid, started):
+                    continue
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
     except PermissionError as exc:
         raise RuntimeFailure(
             f"cannot signal agent {proc.agent_id} (pid {proc.pid}): permission denied",
