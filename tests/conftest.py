@@ -17,4 +17,6 @@ def clawctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("CLAWCTL_REGISTRY", "CLAWCTL_REGISTRY_TIMEOUT"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
+    # `apply` starts a daemon by default; tests that want one start it themselves (tests/daemon).
+    monkeypatch.setenv("CLAWCTL_AUTOSTART", "0")
     return home

@@ -34,7 +34,7 @@ def _root(
 
 def build_app() -> typer.Typer:
     """The CLI with every command registered (explicitly, no import side effects)."""
-    from clawctl.cli import apply, daemon, delete, diff, history, rollback, schema, status, validate
+    from clawctl.cli import apply, daemon, delete, diff, events, history, logs, retry, rollback, schema, status, validate
 
     app = typer.Typer(
         name="clawctl",
@@ -52,5 +52,8 @@ def build_app() -> typer.Typer:
     app.command("history")(history.history_command)
     app.command("rollback")(rollback.rollback_command)
     app.command("delete")(delete.delete_command)
+    app.command("events")(events.events_command)
+    app.command("logs")(logs.logs_command)
+    app.command("retry")(retry.retry_command)
     app.add_typer(daemon.daemon_app, name="daemon")
     return app

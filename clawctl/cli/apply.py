@@ -18,11 +18,14 @@ def apply_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Allow removing pools without asking.")] = False,
     message: Annotated[Optional[str], typer.Option("--message", "-m",
                                                    help="Why: stored with the revision.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the daemon has every pool ready.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds --wait waits before failing.")] = 300.0,
 ) -> int:
     """Apply config files: show the plan, then record it as one new revision (all or nothing).
 
     Applying files that match the registry records nothing. Removing pools needs
-    --yes (or a confirmation on a terminal). Exit 0 applied or unchanged, 1 failed.
+    --yes (or a confirmation on a terminal). Starts the daemon if none runs and
+    wakes it. Exit 0 applied or unchanged (and converged with --wait), 1 failed.
     """
     from clawctl.cli.configset import load_fleet
     from clawctl.cli.confirm import approve_removals
@@ -40,10 +43,12 @@ def apply_command(
     with Registry() as registry:
         change = plan_fleet(registry, fleet)
         out.write(render.render_text(change, colors=palette(use_color(out)), arrow=arrow(out)))
-        if not change.changed or dry_run:
-            if dry_run and change.changed:
+        if dry_run:
+            if change.changed:
                 out.write("dry run: nothing recorded\n")
             return ExitCode.OK
+        if not change.changed:
+            return _supervise(fleet.name, wait=wait, timeout=timeout)
         approved = approve_removals(change, yes=yes)
         meta = revision_meta(RevisionKind.APPLY, message=message, paths=combined)
         outcome = record(registry, change, meta, approved_removals=approved)
@@ -52,4 +57,13 @@ def apply_command(
     else:
         out.write(f"applied: fleet {fleet.name} is at revision {outcome.revision} "
                   f"({render.done_text(outcome.plan)})\n")
+    return _supervise(fleet.name, wait=wait, timeout=timeout)
+
+
+def _supervise(fleet: str, *, wait: bool, timeout: float) -> int:
+    from clawctl.cli.supervise import notify_daemon, wait_for_fleet
+
+    running = notify_daemon(sys.stdout)
+    if wait and running:
+        wait_for_fleet(fleet, timeout=timeout, out=sys.stdout)
     return ExitCode.OK

@@ -43,6 +43,11 @@ def delete_command(
         outcome = record(registry, change, revision_meta(RevisionKind.DELETE, message=f"delete fleet {fleet}"),
                          approved_removals=approved)
     out.write(f"deleted: fleet {fleet} (revision {outcome.revision}); its history is kept\n")
+    from clawctl.daemon.client import wake
+    from clawctl.home import clawctl_home
+
+    if wake(clawctl_home()):
+        out.write("the daemon is stopping the fleet's agents\n")
     return ExitCode.OK
 
 

@@ -51,4 +51,7 @@ def rollback_command(
     else:
         out.write(f"rolled back: fleet {info.fleet} is at revision {outcome.revision} "
                   f"(content of revision {revision}; {render.done_text(outcome.plan)})\n")
+        from clawctl.cli.supervise import notify_daemon
+
+        notify_daemon(out)
     return ExitCode.OK

@@ -13,9 +13,8 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from clawctl.daemon.instance import InstanceLock
 from clawctl.daemon.reconciler import Reconciler
@@ -25,6 +24,7 @@ log = logging.getLogger("clawctl.daemon")
 TICK_SECONDS = 2.0
 """Period of the level-triggered pass when nothing wakes the daemon sooner."""
 REGISTRY_CHECK_EVERY = 5
+_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD}
 """Every this many periodic passes also look for new revisions (in case a wake-up was missed)."""
 
 
@@ -98,13 +98,17 @@ def run_daemon(home: Path, *, detach: bool = False) -> int:
     """Run the daemon for ``home`` until SIGTERM/SIGINT. Returns the exit code."""
     if detach and os.fork() > 0:
         os._exit(0)  # the launcher's child exits at once; the daemon lives on in the grandchild
+    # Signals are taken synchronously by the main thread (sigwaitinfo). They must be blocked
+    # before any thread starts, so every thread inherits the mask and none swallows them.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # A wake-up that lands while a pass is starting is "skipped" by APScheduler; the pass that
+    # is starting observes the same state, so that is expected, not worth a warning.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     lock = InstanceLock(home)
     info = lock.acquire()
     log.info("daemon %s started (pid %d) for %s", info.version, info.pid, home)
-    stop = threading.Event()
     from clawctl.registry.engine import Registry
     from clawctl.runtime.launcher import ProcessLauncher
 
@@ -114,18 +118,16 @@ def run_daemon(home: Path, *, detach: bool = False) -> int:
         reconciler = Reconciler(registry, launcher, home=home)
         reconciler.restore()
         loop = Loop(reconciler)
-
-        def on_stop(signum: int, _frame: Any) -> None:
-            log.info("received %s; stopping (agents keep running)", signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGUSR1, lambda *_: loop.wake(registry=True))
-        signal.signal(signal.SIGCHLD, lambda *_: loop.wake())
         loop.start()
-        while not stop.wait(timeout=3600):
-            pass
+        while True:
+            received = signal.sigwaitinfo(_SIGNALS).si_signo
+            if received == signal.SIGCHLD:
+                loop.wake()
+            elif received == signal.SIGUSR1:
+                loop.wake(registry=True)
+            else:
+                log.info("received %s; stopping (agents keep running)", signal.Signals(received).name)
+                break
         loop.shutdown()
         log.info("daemon stopped")
         return 0
@@ -133,6 +135,3 @@ def run_daemon(home: Path, *, detach: bool = False) -> int:
         registry.close()
         lock.release()
 
-
-def tick_delta() -> timedelta:
-    return timedelta(seconds=TICK_SECONDS)
