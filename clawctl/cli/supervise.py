@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TextIO
 
 from clawctl.daemon.convergence import PoolProgress
@@ -27,7 +28,7 @@ def notify_daemon(out: TextIO) -> bool:
         return True
     if wake(home):
         return True
-    out.write(f"note: no daemon is running ({AUTOSTART_ENV}=0); start one with `clawctl daemon start`\n")
+    sys.stderr.write(f"note: no daemon is running ({AUTOSTART_ENV}=0); start one with `clawctl daemon start`\n")
     return False
 
 

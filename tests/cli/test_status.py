@@ -25,7 +25,8 @@ def test_empty_registry(cli: CLI, clawctl_home: Path) -> None:
     result = cli("status")
     assert result.code == 0
     assert result.out == f"no fleets in the registry {clawctl_home / 'registry.db'}\n"
-    assert json.loads(cli("status", "-o", "json").out) == {"version": 1, "fleets": []}
+    assert json.loads(cli("status", "-o", "json").out) == {"version": 1, "fleets": [],
+                                                           "daemon": {"running": False, "pid": None}}
 
 
 def test_table(cli: CLI, tmp_path: Path) -> None:
