@@ -7,7 +7,8 @@ SQLite registry in a private CLAWCTL_HOME) and, in-process, how that splits into
 load + validate, plan, and the recording transaction. Then proves that applying
 unchanged files writes nothing: no write statement reaches the database, SQLite's
 ``PRAGMA data_version`` seen from another connection does not move, and the
-registry files keep their size and mtime.
+registry files keep their size and mtime. The daemon is not started
+(CLAWCTL_AUTOSTART=0): this measures recording desired state, not convergence.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def toggle(directory: Path, step: int) -> None:
     write_pool(directory, CHANGED_POOL, replicas=5 if step % 2 == 0 else 1 + CHANGED_POOL % 4)
 
 
+def env_for(home: Path) -> dict[str, str]:
+    """A private CLAWCTL_HOME, and no daemon started by apply."""
+    return dict(bench_env(home), CLAWCTL_AUTOSTART="0")
+
+
 def registry_files(home: Path) -> dict[str, tuple[int, int]]:
     return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(home.glob("registry.db*"))}
 
@@ -96,6 +102,7 @@ def in_process(configs: Path, home: Path, runs: int, *, first_step: int) -> dict
     import os
 
     os.environ["CLAWCTL_HOME"] = str(home)
+    os.environ["CLAWCTL_AUTOSTART"] = "0"
     from clawctl.config.loader import load_paths
     from clawctl.registry import apply as service
     from clawctl.registry.engine import Registry
@@ -182,14 +189,14 @@ def main() -> None:
         tmpdir = Path(tmp)
         configs = tmpdir / "fleet"
         write_fleet(configs, args.pools)
-        warm = bench_env(tmpdir / "warm")
+        warm = env_for(tmpdir / "warm")
         time_runs([clawctl, "validate", str(configs)], env=warm, runs=1)  # page cache, compiled schema
 
         first = []
         for run in range(args.runs):
-            first += time_runs(apply_cmd(configs), env=bench_env(tmpdir / f"first-{run}"), runs=1)
+            first += time_runs(apply_cmd(configs), env=env_for(tmpdir / f"first-{run}"), runs=1)
         home = tmpdir / "home"
-        env = bench_env(home)
+        env = env_for(home)
         time_runs(apply_cmd(configs), env=env, runs=1)
         change = []
         for step in range(args.runs):
