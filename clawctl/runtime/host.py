@@ -275,7 +275,7 @@ def _run_shim_probe(cgroup_dirs: list[Path], timeout: float) -> tuple[dict[Path,
     return joined, netns
 
 
-def probe_host(*, move_self: bool = True, timeout: float = 5.0) -> HostFacts:
+def probe_host(*, move_self: bool = True, timeout: float = 20.0) -> HostFacts:
     """Find out, for real, which isolation mechanisms work here for this process.
 
     Creates and removes one test cgroup per hierarchy beneath the daemon's own

@@ -39,7 +39,7 @@ from clawctl.runtime.host import CONTROLLERS, SHIM_PATH, HostFacts, cgroup_dir, 
 from clawctl.runtime.logs import log_path
 from clawctl.runtime.records import AgentProcess, Exit, LaunchSpec, Usage
 
-KILL_WAIT = 2.0
+KILL_WAIT = 5.0
 """How long stop() and release() wait for a SIGKILLed tree to vanish before failing."""
 
 _DEFAULT_SIGNALS = frozenset(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}

@@ -60,6 +60,8 @@ def disk_usage(path: Path, *, max_entries: int = MAX_DISK_ENTRIES) -> int:
         with entries:
             for entry in entries:
                 visited += 1
+                if visited > max_entries:
+                    break
                 try:
                     info = entry.stat(follow_symlinks=False)
                 except OSError:

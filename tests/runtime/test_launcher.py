@@ -18,7 +18,7 @@ from clawctl.config.model import NetworkMode
 from clawctl.errors import RuntimeFailure
 from clawctl.runtime import AgentProcess, HostFacts, ProcessLauncher
 
-from .conftest import PY, Harness, Strays, wait_for
+from .conftest import PATIENCE, PY, Harness, Strays, wait_for
 
 SLEEPER = "import time; print('ready', flush=True); time.sleep(60)"
 
@@ -157,7 +157,7 @@ def test_sigterm_ignoring_agent_is_killed_after_the_grace_period(harness: Harnes
     started = time.monotonic()
     harness.launcher.stop(proc, 0.3)
     elapsed = time.monotonic() - started
-    assert 0.3 <= elapsed < 2.5
+    assert 0.3 <= elapsed < PATIENCE
     assert harness.wait_exit(proc).signal == signal.SIGKILL
 
 
@@ -166,8 +166,8 @@ def test_echo_example_logs_heartbeats_and_exits_0_on_sigterm(harness: Harness) -
     harness.wait_log(proc, r"agent=echo-1 .*role=greeter started")
     harness.wait_log(proc, "heartbeat 2")
     started = time.monotonic()
-    harness.launcher.stop(proc, 5.0)
-    assert time.monotonic() - started < 1.0
+    harness.launcher.stop(proc, PATIENCE)
+    assert time.monotonic() - started < PATIENCE / 2  # it did not need the grace period
     exit_ = harness.wait_exit(proc)
     assert (exit_.returncode, exit_.reason) == (0, "exit 0")
 
@@ -211,7 +211,7 @@ def test_tool_processes_do_not_outlive_an_agent_that_exits(harness: Harness, str
     )
     tool = strays.add(int(harness.wait_log(proc, r"tool (\d+)").group(1)))
     assert harness.wait_exit(proc).returncode == 0
-    wait_for(lambda: not strays.running(tool), 3.0, "the tool process to be killed")
+    wait_for(lambda: not strays.running(tool), PATIENCE, "the tool process to be killed")
 
 
 # -- exits and identity ----------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_reap_gives_exit_code_and_signal(harness: Harness) -> None:
 
 def test_alive_is_false_after_exit_and_for_a_reused_or_foreign_pid(harness: Harness) -> None:
     proc = harness.python("short", "print('bye')")
-    assert wait_for(lambda: not harness.launcher.alive(proc), 5.0, "zombie is dead")  # before reap
+    assert wait_for(lambda: not harness.launcher.alive(proc), PATIENCE, "zombie is dead")  # before reap
     harness.wait_exit(proc)
     assert not harness.launcher.alive(proc)
     me = psutil.Process()
@@ -307,7 +307,7 @@ def test_memory_quota_oom_kill_is_reported(harness: Harness) -> None:
         "hog-1", "python3", "-m", "clawctl.agent.examples.hog", "--step", "8", "--max", "1024", memory_bytes=48 * 2**20
     )
     require(proc, "memory")
-    exit_ = harness.wait_exit(proc, timeout=15.0)
+    exit_ = harness.wait_exit(proc)
     assert (exit_.signal, exit_.oom_killed, exit_.reason) == (signal.SIGKILL, True, "OOMKilled")
     assert "holding" in harness.log(proc)
 
@@ -404,7 +404,7 @@ def test_release_of_an_adopted_agent_that_died(harness: Harness, host: HostFacts
     adopted = successor.adopt(proc.pid, proc.create_time, agent_id="gone")
     assert adopted is not None
     os.kill(proc.pid, signal.SIGKILL)  # the test's own agent, by pid
-    wait_for(lambda: not successor.alive(adopted), 3.0, "death")
+    wait_for(lambda: not successor.alive(adopted), PATIENCE, "death")
     exit_ = successor.release(adopted)
     assert (exit_.returncode, exit_.signal, exit_.oom_killed) == (None, None, False)
     assert not any(path.exists() for path in proc.cgroups)
@@ -451,10 +451,10 @@ def test_200_agents_cost_the_daemon_no_file_descriptors(harness: Harness) -> Non
     procs = [harness.spawn(f"s{i}", "sleep", "30") for i in range(200)]
     fds_after = len(os.listdir("/proc/self/fd"))
     assert fds_after <= fds_before
-    wait_for(lambda: all(psutil.Process(p.pid).name() == "sleep" for p in procs), 20.0, "every agent exec'd")
+    wait_for(lambda: all(psutil.Process(p.pid).name() == "sleep" for p in procs), PATIENCE, "every agent exec'd")
     for proc in procs:
         harness.launcher.stop(proc, 1.0)
-    exits = wait_for(lambda: harness.exits.extend(harness.launcher.reap()) or len(harness.exits) >= 200 and harness.exits, 10.0, "200 exits")
+    exits = wait_for(lambda: harness.exits.extend(harness.launcher.reap()) or len(harness.exits) >= 200 and harness.exits, PATIENCE, "200 exits")
     assert {e.signal for e in exits} == {signal.SIGTERM}
     assert len(os.listdir("/proc/self/fd")) <= fds_before
 
@@ -468,9 +468,9 @@ def test_log_rotation_keeps_a_running_agent_writing(harness: Harness) -> None:
     assert proc.log_path is not None
     log: Path = proc.log_path
     for _ in range(4):
-        wait_for(lambda: log.stat().st_size > 2000, 5.0, "log growth")
+        wait_for(lambda: log.stat().st_size > 2000, PATIENCE, "log growth")
         rotate_logs(log.parent, 1000, 2)
-    wait_for(lambda: log.stat().st_size > 0, 5.0, "writes after rotation")
+    wait_for(lambda: log.stat().st_size > 0, PATIENCE, "writes after rotation")
     names = sorted(p.name for p in log.parent.iterdir())
     assert names == ["chatty.log", "chatty.log.1", "chatty.log.2"]
     for path in log.parent.iterdir():
