@@ -108,7 +108,7 @@ class Reconciler:
                 fleet=row.fleet, fleet_id=row.fleet_id, agent_id=row.agent_id, pool=row.pool, slot=row.slot,
                 state=state, spec_hash=row.spec_hash or "", started_at=row.started_at,
                 next_start_at=row.next_start_at, restarts=row.restarts, last_exit=row.last_exit_reason,
-                last_exit_code=row.last_exit_code, message=row.message or "",
+                last_exit_code=row.last_exit_code, message=row.message or "", enforcement=row.enforcement,
             )
             if row.pid is not None and row.process_started is not None and state in ACTIVE:
                 proc = self.launcher.adopt(row.pid, row.process_started, agent_id=row.agent_id,
@@ -327,7 +327,8 @@ class Reconciler:
             return False
         restarts = base.restarts + (1 if previous is not None else 0)
         record = base.evolve(state=AgentState.STARTING, process=proc, started_at=now, next_start_at=None,
-                             spec_hash=desired.spec_hash, restarts=restarts, fleet_id=fleet.fleet_id, message="")
+                             spec_hash=desired.spec_hash, restarts=restarts, fleet_id=fleet.fleet_id, message="",
+                             enforcement=dict(proc.enforcement))
         self.records[key] = record
         self._by_pid[proc.pid] = key
         self._event(record, "Started", f"pid {proc.pid}" + (f" (restart {restarts})" if previous else ""))
@@ -434,7 +435,7 @@ def _row(record: AgentRecord) -> store.AgentRow:
         state=record.state.value, pid=proc.pid if proc else None, process_started=proc.create_time if proc else None,
         spec_hash=record.spec_hash, restarts=record.restarts, last_exit_code=record.last_exit_code,
         last_exit_reason=record.last_exit, started_at=record.started_at, next_start_at=record.next_start_at,
-        message=record.message or None, enforcement=dict(proc.enforcement) if proc else None,
+        message=record.message or None, enforcement=dict(proc.enforcement) if proc else record.enforcement,
     )
 
 

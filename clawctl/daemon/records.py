@@ -32,6 +32,8 @@ class AgentRecord:
     last_exit: str | None = None
     last_exit_code: int | None = None
     message: str = ""
+    enforcement: dict[str, str] | None = None
+    """How the quotas of the last run were held (kept after it exits, for status)."""
 
     @property
     def key(self) -> str:
