@@ -266,8 +266,8 @@ def _run_shim_probe(cgroup_dirs: list[Path], timeout: float) -> tuple[dict[Path,
         if kind == "cgroup-ok":
             joined.pop(Path(rest), None)
         elif kind == "cgroup-error":
-            directory, _, message = rest.partition("\t")
-            joined[Path(directory)] = f"cannot move a process into {directory}: {message}"
+            where, _, message = rest.partition("\t")
+            joined[Path(where)] = f"cannot move a process into {where}: {message}"
         elif kind == "netns-ok":
             netns = None
         elif kind == "netns-error":

@@ -51,6 +51,6 @@ def test_exit_reasons() -> None:
 
 
 def test_agent_process_is_hashable_by_identity() -> None:
-    proc = AgentProcess("a", os.getpid(), 1.5, os.getpid(), cgroups=["/x"], enforcement={"memory": "enforced"})
+    proc = AgentProcess("a", os.getpid(), 1.5, os.getpid(), cgroups=["/x"])  # type: ignore[arg-type]
     assert proc.cgroups == (Path("/x"),)
-    assert {proc: 1}[AgentProcess("a", os.getpid(), 1.5, os.getpid(), cgroups=["/x"], enforcement={"memory": "enforced"})] == 1
+    assert {proc: 1}[AgentProcess("a", os.getpid(), 1.5, os.getpid(), cgroups=(Path("/x"),))] == 1

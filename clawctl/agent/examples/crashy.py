@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         say("crashy", "stopping on signal")
         return 0
     say("crashy", f"crashing with exit {args.code}")
-    return args.code
+    return int(args.code)
 
 
 if __name__ == "__main__":
