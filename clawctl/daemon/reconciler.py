@@ -43,6 +43,11 @@ READY_AFTER = 0.3
 ADOPTED_CHECK_INTERVAL = 1.0
 """Seconds between liveness checks of processes the daemon did not spawn itself."""
 DEFAULT_START_CONCURRENCY = 32
+QUOTA_CHECK_INTERVAL = 5.0
+"""Seconds between measurements of agents with a disk quota (the walk itself is rate-limited too)."""
+LOG_ROTATE_INTERVAL = 30.0
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_KEEP = 5
 
 
 class Launcher(Protocol):
@@ -53,7 +58,8 @@ class Launcher(Protocol):
     def signal(self, proc: AgentProcess, sig: int) -> None: ...
     def reap(self) -> list[Exit]: ...
     def adopt(self, pid: int, create_time: float, *, agent_id: str, limits: Any = ...) -> AgentProcess | None: ...
-    def release(self, proc: AgentProcess) -> None: ...
+    def release(self, proc: AgentProcess) -> Any: ...
+    def probe(self, proc: AgentProcess) -> Any: ...
 
 
 class Registry(Protocol):
@@ -88,6 +94,8 @@ class Reconciler:
         self._removed: set[str] = set()
         self._events: list[Event] = []
         self._next_adopted_check = 0.0
+        self._next_quota_check = 0.0
+        self._next_log_rotation = 0.0
         self.check_registry = True
         """Set by wake-ups from apply and commands; the periodic pass also looks now and then."""
 
@@ -137,6 +145,8 @@ class Reconciler:
             self._run_commands(now)
             self._refresh_desired()
         self._promote_and_escalate(now)
+        self._check_disk_quotas(now)
+        self._rotate_logs(now)
         wake = self._plan_and_act(now)
         changed = self._persist()
         return PassResult(changed, _earliest(wake, self._next_internal_deadline()))
@@ -168,6 +178,11 @@ class Reconciler:
                 self._handle_exit(record, info, now)
 
     def _handle_exit(self, record: AgentRecord, info: ExitInfo, now: float) -> None:
+        if record.state is AgentState.STOPPING and record.stop_reason is StopReason.DISK_QUOTA:
+            info = classify_exit(code=info.code, signal=info.signal, disk_quota=True, at=now)
+            self.records[record.key] = self._after_exit(record.evolve(state=AgentState.RUNNING), info, now,
+                                                        reason="Exited", text=info.describe())
+            return
         if record.state is AgentState.STOPPING:
             self._event(record, "Stopped", f"{info.describe()} ({record.stop_reason.value if record.stop_reason else 'stop'})")
             self._forget(record)
@@ -209,6 +224,35 @@ class Reconciler:
                 self._event(record, "Killed", "grace period over; sent SIGKILL to the whole process tree", "warning")
                 self.records[record.key] = record.evolve(stop_deadline=None)
                 self._dirty.add(record.key)
+
+    def _check_disk_quotas(self, now: float) -> None:
+        """Stop agents whose workdir outgrew their disk quota (monitored, never kernel-enforced)."""
+        if now < self._next_quota_check:
+            return
+        self._next_quota_check = now + QUOTA_CHECK_INTERVAL
+        from clawctl.runtime.enforcement import over_disk_quota
+
+        for record in list(self.records.values()):
+            proc = record.process
+            if proc is None or record.state is not AgentState.RUNNING or proc.limits.disk_bytes is None:
+                continue
+            usage = self.launcher.probe(proc)
+            if over_disk_quota(usage, proc.limits):
+                self._event(record, "DiskQuota", f"workdir uses {usage.disk_bytes} bytes, quota "
+                                                 f"{proc.limits.disk_bytes}", "warning")
+                self._stop(record, StopReason.DISK_QUOTA, now)
+
+    def _rotate_logs(self, now: float) -> None:
+        if now < self._next_log_rotation:
+            return
+        self._next_log_rotation = now + LOG_ROTATE_INTERVAL
+        from clawctl.runtime.logs import rotate_logs
+
+        for fleet in {r.fleet for r in self.records.values()}:
+            try:
+                rotate_logs(agent_log_dir(self.home, fleet), LOG_MAX_BYTES, LOG_KEEP)
+            except ClawctlError as exc:
+                log.warning("log rotation for fleet %s: %s", fleet, exc.message)
 
     # ------------------------------------------------------------ desired state
     def _refresh_desired(self, *, force: bool = False) -> None:

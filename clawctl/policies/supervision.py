@@ -33,6 +33,7 @@ class StopReason(str, Enum):
     SCALE_DOWN = "scale-down"
     POOL_REMOVED = "pool-removed"
     SPEC_CHANGED = "spec-changed"
+    DISK_QUOTA = "disk-quota"      # the agent's workdir outgrew its disk quota: a failure, not a removal
 
 
 @dataclass(frozen=True)

@@ -163,3 +163,18 @@ def test_delete_stops_every_process_including_tool_subprocesses(fleet: Fleet) ->
                    and all(not psutil.pid_exists(p) or psutil.Process(p).status() == psutil.STATUS_ZOMBIE
                            for p in tree), timeout=30, what="every process of the fleet to end")
     assert fleet.cli("daemon", "stop").code == 0
+
+
+def test_disk_quota_stops_the_agent_and_reports_it(fleet: Fleet) -> None:
+    writer = [PY, "-c", "import time; open('blob', 'wb').write(b'x' * 3_000_000); time.sleep(300)"]
+    config = fleet.write("f.yaml", FLEET + pool_yaml("disk", writer, extra="""
+        isolation: {disk: 1Mi}
+        failover: {restart: never}
+        drain: {gracePeriod: 1s}
+    """))
+    assert fleet.cli("apply", str(config)).code == 0
+    exited = fleet.wait_for(lambda: [a for a in fleet.agents() if a["state"] == "Exited"], timeout=40,
+                            what="the disk quota stop")
+    assert exited[0]["last_exit"] == "DiskQuotaExceeded"
+    assert exited[0]["quotas"]["disk"] == "monitored"
+    assert any(e["reason"] == "DiskQuota" for e in fleet.events())
