@@ -34,8 +34,46 @@ def group_is_ours(proc: AgentProcess) -> bool:
     return current is None or abs(current - proc.create_time) <= identity.CREATE_TIME_TOLERANCE
 
 
+_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+"""Whether the kernel lists each thread's children (CONFIG_PROC_CHILDREN): a walk of
+the agent's own tree instead of a scan of every process on the host, which made
+stopping 1000 agents quadratic."""
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as listing:
+                found.extend(int(child) for child in listing.read().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def descendants(pid: int) -> dict[int, float]:
     """``pid``'s descendants now, as pid -> create_time."""
+    if not _PROC_CHILDREN:
+        return _descendants_by_scan(pid)
+    found: dict[int, float] = {}
+    queue = _children(pid)
+    while queue:
+        child = queue.pop()
+        if child in found:
+            continue
+        started = identity.create_time(child)
+        if started is None:
+            continue
+        found[child] = started
+        queue.extend(_children(child))
+    return found
+
+
+def _descendants_by_scan(pid: int) -> dict[int, float]:
     try:
         children = psutil.Process(pid).children(recursive=True)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
