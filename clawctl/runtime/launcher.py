@@ -62,7 +62,8 @@ class Launcher(Protocol):
         ...
 
     def signal(self, proc: AgentProcess, sig: int) -> None:
-        """Send ``sig`` to the agent's whole tree (process group and cgroup members)."""
+        """Send ``sig`` once to each process of the agent's tree (process group, cgroup
+        members, descendants)."""
         ...
 
     def stop(self, proc: AgentProcess, grace_seconds: float) -> None:
@@ -233,7 +234,10 @@ class ProcessLauncher:
         return identity.is_running(proc.pid, proc.create_time)
 
     def signal(self, proc: AgentProcess, sig: int) -> None:
-        tree.send(proc, sig)
+        # Descendants too: on hosts without cgroups they are the only way to reach a
+        # tool process that called setsid.
+        targets = tree.descendants(proc.pid) if identity.exists(proc.pid, proc.create_time) else {}
+        tree.send(proc, sig, targets)
 
     def stop(self, proc: AgentProcess, grace_seconds: float) -> None:
         targets = tree.snapshot(proc)
