@@ -16,6 +16,7 @@ exit status could be collected (and returned with ``agent_id`` None) by ``reap()
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -38,6 +39,8 @@ from clawctl.runtime.environment import agent_environment
 from clawctl.runtime.host import CONTROLLERS, SHIM_PATH, HostFacts, cgroup_dir, probe_host
 from clawctl.runtime.logs import log_path
 from clawctl.runtime.records import AgentProcess, Exit, LaunchSpec, Usage
+
+_log = logging.getLogger(__name__)
 
 KILL_WAIT = 5.0
 """How long stop() and release() wait for a SIGKILLed tree to vanish before failing."""
@@ -277,7 +280,10 @@ class ProcessLauncher:
                 pid = info.si_pid
                 record = self._records.get(pid)
                 if record is not None and record.child:
-                    self._cleanup(record.proc)
+                    try:
+                        self._cleanup(record.proc)
+                    except RuntimeFailure as exc:  # the exit must still be reported
+                        _log.warning("cleaning up after agent %s: %s", record.proc.agent_id, exc.message)
                 try:
                     _, status = os.waitpid(pid, 0)
                 except ChildProcessError:
@@ -299,10 +305,9 @@ class ProcessLauncher:
         if targets or cgroups.members(proc.cgroups):
             tree.send(proc, signal.SIGKILL, targets)
             tree.wait_gone(proc, targets, KILL_WAIT, resend=signal.SIGKILL)
-        self._cleanup(proc)
+        oom = self._cleanup(proc)
         with self._lock:
             record = self._records.get(proc.pid)
-            oom = bool(record and record.oom)
             if record is not None and record.child:
                 try:
                     pid, status = os.waitpid(proc.pid, os.WNOHANG)
@@ -407,18 +412,24 @@ class ProcessLauncher:
 
     # -- internals -------------------------------------------------------------------
 
-    def _cleanup(self, proc: AgentProcess) -> None:
+    def _cleanup(self, proc: AgentProcess) -> bool:
         """Record an OOM kill, SIGKILL leftovers of a dead leader, remove the cgroups
-        (or queue them until their last process is gone)."""
+        (or queue them until their last process is gone). Returns whether the
+        agent's cgroups counted an OOM kill."""
         with self._lock:
             record = self._records.get(proc.pid)
-            if record is not None and record.oom is None:
-                record.oom = cgroups.oom_kills(proc.cgroups) > 0
+            if record is not None and record.oom is not None:
+                oom = record.oom
+            else:
+                oom = cgroups.oom_kills(proc.cgroups) > 0
+                if record is not None:
+                    record.oom = oom
         if not identity.is_running(proc.pid, proc.create_time):
             tree.send(proc, signal.SIGKILL)  # tool processes never outlive their agent
         if proc.cgroups and not cgroups.remove_cgroups(proc.cgroups, self.host):
             with self._lock:
                 self._pending.append(proc.cgroups)
+        return oom
 
     def _retry_pending(self) -> None:
         with self._lock:

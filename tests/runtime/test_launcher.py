@@ -479,3 +479,17 @@ def test_log_rotation_keeps_a_running_agent_writing(harness: Harness) -> None:
     for path in log.parent.iterdir():
         assert b"\0" not in path.read_bytes()  # O_APPEND: no sparse holes after truncation
     harness.launcher.stop(proc, 1.0)
+
+
+def test_release_reports_an_oom_kill_of_an_adopted_agent(harness: Harness, host: HostFacts) -> None:
+    proc = harness.spawn(
+        "adopted-hog", "python3", "-m", "clawctl.agent.examples.hog", "--interval", "0.2", memory_bytes=48 * 2**20
+    )
+    require(proc, "memory")
+    harness.wait_log(proc, "started")
+    successor = ProcessLauncher(host=host)
+    adopted = successor.adopt(proc.pid, proc.create_time, agent_id="adopted-hog", limits=proc.limits)
+    assert adopted is not None and adopted.enforcement["memory"] == "enforced"
+    wait_for(lambda: not successor.alive(adopted), what="the OOM kill")
+    assert successor.release(adopted).oom_killed
+    assert harness.wait_exit(proc).signal == signal.SIGKILL
