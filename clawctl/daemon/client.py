@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from clawctl.daemon.instance import LOG_FILE, DaemonInfo, logs_dir, read_info
 from clawctl.errors import ClawctlError, DaemonUnavailable
@@ -38,13 +40,10 @@ def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
     if launcher.returncode != 0:
         raise DaemonUnavailable(f"the daemon could not be started (exit {launcher.returncode})",
                                 hint=f"see {log_dir / LOG_FILE}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = read_info(home)
-        if info is not None:
-            return info
-        time.sleep(0.02)
-    raise DaemonUnavailable(f"the daemon did not start within {timeout:g}s", hint=f"see {log_dir / LOG_FILE}")
+    started = _poll(lambda: read_info(home), timeout)
+    if started is None:
+        raise DaemonUnavailable(f"the daemon did not start within {timeout:g}s", hint=f"see {log_dir / LOG_FILE}")
+    return started
 
 
 def wake(home: Path) -> bool:
@@ -72,10 +71,22 @@ def stop(home: Path, *, timeout: float = 30.0) -> DaemonInfo | None:
         os.kill(info.pid, signal.SIGTERM)
     except ProcessLookupError:
         return info
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not info.alive():
-            return info
-        time.sleep(0.02)
+    if _poll(lambda: not info.alive(), timeout):
+        return info
     raise ClawctlError(f"the daemon (pid {info.pid}) did not stop within {timeout:g}s",
                        hint=f"see {logs_dir(home) / LOG_FILE}; it can be killed by pid")
+
+
+T = TypeVar("T")
+
+
+def _poll(check: Callable[[], T], timeout: float, interval: float = 0.02) -> T | None:
+    """The first truthy result of ``check`` within ``timeout`` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
