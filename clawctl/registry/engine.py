@@ -9,6 +9,7 @@ registry from a newer clawctl, an unreadable or locked database each raise one
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -274,6 +275,8 @@ def translating(where: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
                                  "postgresql+psycopg://user@host/clawctl") from err
     except exc.DBAPIError as err:
         raise _dbapi_error(err, where, timeout) from err
+    except sqlite3.Error as err:  # raised by the few calls made on the driver connection itself
+        raise _dbapi_error(err, where, timeout) from err
     except exc.SQLAlchemyError as err:
         raise RegistryError(f"the registry {where} failed: {_first_line(err)}") from err
 
@@ -283,7 +286,7 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _dbapi_error(err: exc.DBAPIError, where: str, timeout: float) -> RegistryError:
+def _dbapi_error(err: exc.DBAPIError | sqlite3.Error, where: str, timeout: float) -> RegistryError:
     detail = _first_line(err)
     lowered = detail.lower()
     if "locked" in lowered or "lock timeout" in lowered:
@@ -298,9 +301,9 @@ def _dbapi_error(err: exc.DBAPIError, where: str, timeout: float) -> RegistryErr
     if "malformed" in lowered or "corrupt" in lowered:
         return RegistryError(f"the registry {where} is damaged ({detail})",
                              hint="restore it from a backup; `sqlite3 FILE .recover` may save its content")
-    if isinstance(err, exc.IntegrityError):
+    if isinstance(err, (exc.IntegrityError, sqlite3.IntegrityError)):
         return RegistryError(f"the registry {where} refused the change: {detail}")
-    if isinstance(err, exc.OperationalError):
+    if isinstance(err, (exc.OperationalError, sqlite3.OperationalError)):
         return RegistryError(f"cannot use the registry {where}: {detail}",
                              hint="check that the database server is running and the URL is right")
     return RegistryError(f"the registry {where} failed: {detail}")

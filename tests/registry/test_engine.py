@@ -189,3 +189,18 @@ def test_timeout_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_where_hides_the_password(clawctl_home: Path) -> None:
     reg = Registry("postgresql+psycopg://user:secret@db.example/clawctl", home=clawctl_home)
     assert "secret" not in reg.where and "db.example" in reg.where
+
+
+@pytest.mark.parametrize(("raised", "match"), [
+    (sqlite3.OperationalError("database is locked"), "stayed locked by another process for more than 3s"),
+    (sqlite3.DatabaseError("file is not a database"), "is not a clawctl registry"),
+    (sqlite3.OperationalError("attempt to write a readonly database"), "cannot open the registry"),
+    (sqlite3.DatabaseError("database disk image is malformed"), "is damaged"),
+])
+def test_driver_errors_are_translated(raised: Exception, match: str) -> None:
+    from clawctl.registry.engine import translating
+
+    with pytest.raises(RegistryError, match=match) as info:
+        with translating("reg.db", 3.0):
+            raise raised
+    assert info.value.__cause__ is raised
