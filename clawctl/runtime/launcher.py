@@ -324,10 +324,7 @@ class ProcessLauncher:
 
     def probe(self, proc: AgentProcess) -> Usage:
         key = (proc.pid, proc.create_time)
-        if proc.cgroups or identity.exists(proc.pid, proc.create_time):
-            rss, cpu, count = usage.measure(usage.tree_pids(proc))
-        else:
-            rss, cpu, count = 0, 0.0, 0
+        rss, cpu, count = usage.measure(usage.tree_pids(proc))
         now = self._clock()
         with self._lock:
             previous = self._cpu.get(key)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from clawctl.runtime import cgroups, tree
+from clawctl.runtime import cgroups, identity, tree
 from clawctl.runtime.records import AgentProcess
 
 MAX_DISK_ENTRIES = 200_000
@@ -18,13 +18,13 @@ measuring must stay cheap even for an agent that fills its workdir with files.""
 
 
 def tree_pids(proc: AgentProcess) -> set[int]:
-    """The agent's processes: its cgroup members, or where it has no cgroup the
-    leader and its descendants."""
-    if proc.cgroups:
-        found = cgroups.members(proc.cgroups)
-        if found:
-            return found
-    return {proc.pid, *tree.descendants(proc.pid)}
+    """The agent's processes: its cgroup members, or where it has no cgroup (or the
+    cgroup is empty) the leader and its descendants while the leader is still that
+    process. Empty once the agent is gone."""
+    found = cgroups.members(proc.cgroups)
+    if not found and identity.exists(proc.pid, proc.create_time):
+        found = {proc.pid, *tree.descendants(proc.pid)}
+    return found
 
 
 def measure(pids: Iterable[int]) -> tuple[int, float, int]:
