@@ -116,14 +116,17 @@ def plan(desired: Fleet, current: FleetSnapshot | None) -> Plan:
     Guarantees: a desired fleet equal to the snapshot's content plans no action;
     every action names one object; an update lists every differing field.
     """
-    return plan_documents(desired.name, fleet_to_documents(desired), current)
+    return plan_documents(fleet_to_documents(desired), current)
 
 
-def plan_documents(fleet: str, documents: Iterable[Document], current: FleetSnapshot | None, *,
+def plan_documents(documents: Iterable[Document], current: FleetSnapshot | None, *,
                    digest: str | None = None) -> Plan:
-    """Like ``plan`` for already-normalized ``documents`` (e.g. a past revision's content);
-    ``digest`` is their content hash when the caller has it already."""
+    """Like ``plan`` for already-normalized ``documents`` (the Fleet document first, e.g. a past
+    revision's content); ``digest`` is their content hash when the caller has it already."""
     docs = tuple(documents)
+    if not docs or docs[0].get("kind") != "Fleet":
+        raise ValueError("normalized documents start with the Fleet document")
+    fleet = docs[0]["metadata"]["name"]
     digest = digest or content_hash(list(docs))
     base_rev = current.revision if current else None
     base_hash = current.content_hash if current else None
@@ -171,7 +174,7 @@ def _join(path: str, key: str) -> str:
     return f'{path}["{key}"]'
 
 
-def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
+def diff_values(old: Any, new: Any, *, path: str = "") -> list[FieldChange]:
     """Every leaf that differs between two JSON-like values. Mappings are compared key by key,
     lists of mappings item by item (``spec.rules[0].from``, ``spec.rules[2]`` added or removed),
     other lists and scalars as whole values."""
@@ -186,7 +189,7 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
             elif key not in new:
                 out.append(FieldChange(sub, old[key], ABSENT))
             else:
-                out += diff_values(old[key], new[key], sub)
+                out += diff_values(old[key], new[key], path=sub)
         return out
     if (isinstance(old, list) and isinstance(new, list) and old and new
             and all(isinstance(v, Mapping) for v in (*old, *new))):
@@ -194,7 +197,7 @@ def diff_values(old: Any, new: Any, path: str = "") -> list[FieldChange]:
         for i in range(max(len(old), len(new))):
             o = old[i] if i < len(old) else ABSENT
             n = new[i] if i < len(new) else ABSENT
-            items += diff_values(o, n, f"{path}[{i}]") if o is not ABSENT and n is not ABSENT \
+            items += diff_values(o, n, path=f"{path}[{i}]") if o is not ABSENT and n is not ABSENT \
                 else [FieldChange(f"{path}[{i}]", o, n)]
         return items
     return [FieldChange(path, old, new)]

@@ -51,7 +51,7 @@ def apply_command(
             return _supervise(fleet.name, wait=wait, timeout=timeout)
         approved = approve_removals(change, yes=yes)
         meta = revision_meta(RevisionKind.APPLY, message=message, paths=combined)
-        outcome = record(registry, change, meta, approved_removals=approved)
+        outcome = record(registry, change, meta=meta, approved_removals=approved)
     if outcome.revision is None:
         out.write(f"fleet {fleet.name} already matches (revision {outcome.plan.base_revision}): nothing recorded\n")
     else:

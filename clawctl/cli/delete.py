@@ -40,7 +40,7 @@ def delete_command(
         if not ask(f"delete fleet {fleet} ({what})?", yes=yes):
             raise Conflict(f"deleting fleet {fleet} removes its {what}", hint="re-run with --yes to delete it")
         approved = change.removed_pools
-        outcome = record(registry, change, revision_meta(RevisionKind.DELETE, message=f"delete fleet {fleet}"),
+        outcome = record(registry, change, meta=revision_meta(RevisionKind.DELETE, message=f"delete fleet {fleet}"),
                          approved_removals=approved)
     out.write(f"deleted: fleet {fleet} (revision {outcome.revision}); its history is kept\n")
     from clawctl.daemon.client import wake

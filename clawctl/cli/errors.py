@@ -46,7 +46,7 @@ def run_guarded(argv: list[str] | None) -> int:
         sys.stderr.write("\ninterrupted\n")
         return int(ExitCode.INTERRUPTED)
     except TyperException as exc:
-        exc.show()
+        exc.show()  # type: ignore[attr-defined]  # click's ClickException API, vendored by typer
         return int(getattr(exc, "exit_code", ExitCode.USAGE))
     except BrokenPipeError:
         return int(ExitCode.OK)
@@ -73,6 +73,6 @@ def _write_crash_log() -> Path | str:
     except Exception:  # noqa: BLE001 - fall back to a temp file rather than lose the traceback
         import tempfile
 
-        with tempfile.NamedTemporaryFile("w", prefix="clawctl-crash-", suffix=".log", delete=False) as fh:
-            fh.write(text)
-        return fh.name
+        with tempfile.NamedTemporaryFile("w", prefix="clawctl-crash-", suffix=".log", delete=False) as tmp:
+            tmp.write(text)
+        return tmp.name

@@ -45,7 +45,7 @@ def rollback_command(
         approved = approve_removals(change, yes=yes)
         meta = revision_meta(RevisionKind.ROLLBACK, message=message or f"rollback to revision {revision}",
                              rollback_of=revision)
-        outcome = record(registry, change, meta, approved_removals=approved)
+        outcome = record(registry, change, meta=meta, approved_removals=approved)
     if outcome.revision is None:
         out.write(f"fleet {info.fleet} already holds that content: nothing recorded\n")
     else:

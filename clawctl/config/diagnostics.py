@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -46,7 +47,7 @@ class Diagnostic:
         return (self.location.file, self.location.line, self.location.column, self.message)
 
 
-def format_path(parts: tuple[object, ...] | list[object]) -> str:
+def format_path(parts: Sequence[object]) -> str:
     """Render a JSON path as ``spec.failover.backoff`` / ``spec.rules[2].from``."""
     out: list[str] = []
     for part in parts:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
-from functools import cache
 from typing import Any, TypeVar
 
 from clawctl.config import units
@@ -212,11 +211,16 @@ class _FieldPlan:
     enum: type[Enum] | None
 
 
-@cache
+_PLANS: dict[type[Any], tuple[_FieldPlan, ...]] = {}
+
+
 def _plan(cls: type[Any]) -> tuple[_FieldPlan, ...]:
     """How to convert each field of a block class; computed once per class (validate reads
     thousands of blocks, and dataclasses.fields() is not free)."""
-    return tuple(
+    known = _PLANS.get(cls)
+    if known is not None:
+        return known
+    plan = tuple(
         _FieldPlan(
             name=f.name,
             key=f.metadata["key"],
@@ -226,6 +230,8 @@ def _plan(cls: type[Any]) -> tuple[_FieldPlan, ...]:
         )
         for f in fields(cls)
     )
+    _PLANS[cls] = plan
+    return plan
 
 
 def block_from_raw(cls: type[B], raw: dict[str, Any]) -> B:

@@ -106,7 +106,8 @@ def _translate(document: Document, error: Any) -> list[Diagnostic]:
             hint = f"write {subject}: {suggestion}" if suggestion else x_hint
             return [_diag(document, path, f"{subject} must be a {schema.get('title') or unit}, not {_describe(value)}",
                           hint, code="bad-unit")]
-        wanted = " or ".join(_JSON_TYPES.get(t, t) for t in (expected if isinstance(expected, list) else [expected]))
+        wanted = " or ".join(_JSON_TYPES.get(str(t), str(t))
+                             for t in (expected if isinstance(expected, list) else [expected]))
         return [_diag(document, path, f"{subject} must be {wanted}, not {_describe(value)}",
                       _quoted_number_hint(value, expected) or x_hint or _type_hint(value, expected), code="bad-type")]
     if keyword == "pattern":

@@ -9,6 +9,7 @@ positions are looked up lazily (only when something needs reporting).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -62,7 +63,7 @@ class Document:
     def root(self) -> Node:
         return _nodes_of(self.text)[self.index]
 
-    def locate(self, path: tuple[object, ...] | list[object], *, key: bool = False) -> Location:
+    def locate(self, path: Sequence[object], *, key: bool = False) -> Location:
         """Position of the value at ``path`` (of its key when ``key``), or of the deepest
         ancestor that exists when the path goes further than the document."""
         node: Node = self.root
@@ -84,7 +85,7 @@ class _ParseProblem(Exception):
         self.hint = hint
 
 
-class _Composer(CParser):  # type: ignore[misc, valid-type]
+class _Composer(CParser):
     """libyaml's parser and composer (via ruamel.yaml.clib) with a resolver that only knows
     YAML 1.2 core types: ruamel's own versioned resolver costs more than the parsing."""
 
@@ -377,7 +378,7 @@ class _Builder:
 
 def _check_tag(node: Node, kind: str) -> None:
     if node.ctag is not _TAGS[kind] and node.tag != _TAG + kind:
-        raise _ParseProblem(node, f"unsupported YAML tag {_shown_tag(node.tag)}", "remove the tag; clawctl reads plain YAML")
+        raise _ParseProblem(node, f"unsupported YAML tag {_shown_tag(node.tag or '')}", "remove the tag; clawctl reads plain YAML")
 
 
 def _shown_tag(tag: str) -> str:
@@ -412,4 +413,4 @@ def _scalar(node: ScalarNode) -> Any:
         return None
     if tag == _TAG + "timestamp":
         return value
-    raise _ParseProblem(node, f"unsupported YAML tag {_shown_tag(tag)}", "remove the tag; clawctl reads plain YAML")
+    raise _ParseProblem(node, f"unsupported YAML tag {_shown_tag(tag or '')}", "remove the tag; clawctl reads plain YAML")

@@ -136,14 +136,14 @@ def plan_processes(desired: list[DesiredPool], observed: list[ObservedAgent], *,
             continue
         agents = {a.slot: a for a in by_pool.get(pool.name, [])}
         for slot in range(pool.slots):
-            agent = agents.get(slot)
-            if agent is None:
+            current = agents.get(slot)
+            if current is None:
                 starts.append(Start(agent_id(pool.name, slot), pool.name, slot))
-            elif agent.state is AgentState.BACKOFF and agent.next_start_at is not None:
-                if agent.next_start_at <= now:
-                    starts.append(Start(agent.agent_id, pool.name, slot))
+            elif current.state is AgentState.BACKOFF and current.next_start_at is not None:
+                if current.next_start_at <= now:
+                    starts.append(Start(current.agent_id, pool.name, slot))
                 else:
-                    wake_at = agent.next_start_at if wake_at is None else min(wake_at, agent.next_start_at)
+                    wake_at = current.next_start_at if wake_at is None else min(wake_at, current.next_start_at)
     return ProcessPlan(tuple(starts[: max(0, start_budget)]), tuple(stops), wake_at)
 
 

@@ -49,17 +49,17 @@ def plan_fleet(registry: Registry, fleet: Fleet) -> Plan:
     with registry.reading() as conn:
         head = store.fleet_head(conn, fleet.name) if conn is not None else None
         if conn is None or head is None:
-            return plan_documents(fleet.name, documents, None, digest=digest)
+            return plan_documents(documents, None, digest=digest)
         if head[1] == digest:
-            return plan_documents(fleet.name, documents, _hash_only_snapshot(fleet.name, head), digest=digest)
-        return plan_documents(fleet.name, documents, store.fleet_snapshot(conn, fleet.name), digest=digest)
+            return plan_documents(documents, _hash_only_snapshot(fleet.name, head), digest=digest)
+        return plan_documents(documents, store.fleet_snapshot(conn, fleet.name), digest=digest)
 
 
 def _hash_only_snapshot(name: str, head: tuple[int, str]) -> store.FleetSnapshot:
     return store.FleetSnapshot(name=name, revision=head[0], content_hash=head[1], documents=())
 
 
-def record(registry: Registry, change: Plan, meta: RevisionMeta, *, approved_removals: Collection[str] = (),
+def record(registry: Registry, change: Plan, *, meta: RevisionMeta, approved_removals: Collection[str] = (),
            now: datetime | None = None) -> Outcome:
     """Record ``change`` as a new revision in one transaction; all of it or none of it.
 
@@ -87,7 +87,7 @@ def record(registry: Registry, change: Plan, meta: RevisionMeta, *, approved_rem
                     hint="run the command again to see the new plan")
             change = fresh
         refuse_unapproved_removals(change, approved_removals)
-        number = store.write_plan(conn, change, meta, now=when)
+        number = store.write_plan(conn, change, meta=meta, now=when)
     return Outcome(change, number)
 
 
@@ -96,7 +96,7 @@ def _replan(change: Plan, current: store.FleetSnapshot | None) -> Plan:
         if current is None:
             return Plan(change.fleet, None, None, (), change.content_hash, ())
         return plan_delete(current)
-    return plan_documents(change.fleet, change.documents, current)
+    return plan_documents(change.documents, current)
 
 
 def refuse_unapproved_removals(change: Plan, approved: Collection[str]) -> None:

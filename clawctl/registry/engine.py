@@ -69,7 +69,7 @@ class Registry:
         self._default = url is None and not os.environ.get("CLAWCTL_REGISTRY")
         self._engine: Engine | None = None
         self._checked = False
-        with translating(self._url_text, self.timeout):
+        with translating(self._url_text, timeout=self.timeout):
             self.url: URL = driver_url(sa.make_url(self._url_text))
 
     @property
@@ -110,7 +110,7 @@ class Registry:
 
         An older registry is upgraded first; anything else that is wrong raises RegistryError.
         """
-        with translating(self.where, self.timeout):
+        with translating(self.where, timeout=self.timeout):
             if not self.exists():
                 yield None
                 return
@@ -132,7 +132,7 @@ class Registry:
         database (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL). Commits
         when the block ends, rolls back everything when it raises.
         """
-        with translating(self.where, self.timeout):
+        with translating(self.where, timeout=self.timeout):
             with self._apply_lock():
                 self._ensure_schema()
                 with self.engine().connect() as raw:
@@ -260,7 +260,7 @@ def _lock_writers(conn: Connection) -> None:
 
 
 @contextmanager
-def translating(where: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+def translating(where: str, *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
     """Turn SQLAlchemy and driver exceptions raised inside the block into RegistryError."""
     try:
         yield

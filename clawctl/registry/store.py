@@ -58,7 +58,7 @@ def fleet_head(conn: Connection, name: str) -> tuple[int, str] | None:
     return row.revision, row.content_hash
 
 
-def write_plan(conn: Connection, plan: Plan, meta: RevisionMeta, *, now: datetime) -> int:
+def write_plan(conn: Connection, plan: Plan, *, meta: RevisionMeta, now: datetime) -> int:
     """Record ``plan`` as a new revision and make the desired-state tables match it.
 
     Returns the new revision number. Everything happens on ``conn``; the caller's
