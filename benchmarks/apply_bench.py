@@ -123,7 +123,7 @@ def in_process(configs: Path, home: Path, runs: int, *, first_step: int) -> dict
             fleet = timed("load + validate", lambda: load_paths([str(configs)]).fleet)
             change = timed("plan (change)", lambda: service.plan_fleet(registry, fleet))
             assert change.changed
-            timed("record (change)", lambda: service.record(registry, change, meta))
+            timed("record (change)", lambda: service.record(registry, change, meta=meta))
             same = timed("plan (no change)", lambda: service.plan_fleet(registry, fleet))
             assert not same.changed
     return out
@@ -161,7 +161,8 @@ def prove_no_writes(configs: Path, home: Path, clawctl: str, env: dict[str, str]
         event.listen(registry.engine(), "before_cursor_execute", listener)
         fleet = load_paths([str(configs)]).fleet
         assert fleet is not None
-        outcome = service.record(registry, service.plan_fleet(registry, fleet), RevisionMeta(RevisionKind.APPLY, "b"))
+        outcome = service.record(registry, service.plan_fleet(registry, fleet),
+                                 meta=RevisionMeta(RevisionKind.APPLY, "b"))
     if outcome.revision is not None:
         problems.append(f"a revision was recorded: {outcome.revision}")
     if writes:

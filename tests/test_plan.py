@@ -117,7 +117,7 @@ def test_plan_delete_removes_everything_and_the_fleet_last() -> None:
 def test_plan_documents_matches_plan_on_the_model() -> None:
     fleet = load(fleet_docs(2))
     current = snapshot(fleet_docs(1))
-    assert plan_documents(fleet.name, fleet_to_documents(fleet), current) == plan(fleet, current)
+    assert plan_documents(fleet_to_documents(fleet), current) == plan(fleet, current)
 
 
 def test_plan_is_deterministic() -> None:

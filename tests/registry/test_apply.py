@@ -23,7 +23,7 @@ from tests.registry.fleets import count_writes, load, meta
 
 
 def apply_docs(reg: Registry, docs: list[dict[str, Any]], **kwargs: Any) -> service.Outcome:
-    return service.record(reg, service.plan_fleet(reg, load(docs)), meta(), **kwargs)
+    return service.record(reg, service.plan_fleet(reg, load(docs)), meta=meta(), **kwargs)
 
 
 def head(reg: Registry) -> tuple[Any, ...]:
@@ -58,7 +58,7 @@ def test_applying_the_same_fleet_again_records_nothing_and_writes_nothing(regist
     before = head(registry)
     with count_writes(registry) as writes:
         change = service.plan_fleet(registry, load(fleet_docs(3)))
-        outcome = service.record(registry, change, meta())
+        outcome = service.record(registry, change, meta=meta())
     assert not change.changed and outcome.revision is None
     assert writes == []
     assert head(registry) == before
@@ -135,8 +135,8 @@ def test_a_plan_made_before_another_apply_is_replanned(registry: Registry) -> No
     apply_docs(registry, fleet_docs(2))
     first = service.plan_fleet(registry, load(fleet_docs(2, isolation={"memory": "1Gi"})))
     second = service.plan_fleet(registry, load(fleet_docs(3)))
-    assert service.record(registry, first, meta()).revision == 2
-    outcome = service.record(registry, second, meta())
+    assert service.record(registry, first, meta=meta()).revision == 2
+    outcome = service.record(registry, second, meta=meta())
     assert outcome.revision == 3 and outcome.plan.base_revision == 2
     assert [(a.op, a.name) for a in outcome.plan.actions] == [
         (Op.UPDATE, "pool-1"), (Op.UPDATE, "pool-2"), (Op.CREATE, "pool-3"), (Op.UPDATE, "traffic")]
@@ -148,14 +148,14 @@ def test_a_stale_plan_does_not_remove_pools_nobody_saw(registry: Registry) -> No
     stale = service.plan_fleet(registry, load(fleet_docs(2, policy=False, isolation={"memory": "1Gi"})))
     apply_docs(registry, fleet_docs(3, policy=False))
     with pytest.raises(Conflict, match="changed while this was planned"):
-        service.record(registry, stale, meta())
+        service.record(registry, stale, meta=meta())
 
 
 def test_a_stale_plan_that_is_already_applied_records_nothing(registry: Registry) -> None:
     apply_docs(registry, fleet_docs(2))
     stale = service.plan_fleet(registry, load(fleet_docs(3)))
     apply_docs(registry, fleet_docs(3))
-    outcome = service.record(registry, stale, meta())
+    outcome = service.record(registry, stale, meta=meta())
     assert outcome.revision is None and not outcome.plan.changed
 
 
@@ -165,7 +165,7 @@ def test_rollback_records_a_new_revision_with_the_old_content(registry: Registry
     change, info, loaded = service.rollback_plan(registry, 1)
     assert info.number == 1 and loaded.fleet is not None
     assert change.removed_pools == ("pool-3",)
-    outcome = service.record(registry, change, meta(RevisionKind.ROLLBACK, rollback_of=1),
+    outcome = service.record(registry, change, meta=meta(RevisionKind.ROLLBACK, rollback_of=1),
                              approved_removals=change.removed_pools)
     assert outcome.revision == 3
     revs = history(registry)
@@ -188,8 +188,8 @@ def test_delete_keeps_history_and_the_fleet_can_come_back(registry: Registry) ->
     change = service.delete_plan(registry, "demo")
     assert change.deletes_fleet and change.removed_pools == ("pool-1", "pool-2")
     with pytest.raises(Conflict):
-        service.record(registry, change, meta(RevisionKind.DELETE))
-    assert service.record(registry, change, meta(RevisionKind.DELETE),
+        service.record(registry, change, meta=meta(RevisionKind.DELETE))
+    assert service.record(registry, change, meta=meta(RevisionKind.DELETE),
                           approved_removals=change.removed_pools).revision == 2
     assert desired_status(registry) == []
     with registry.reading() as conn:

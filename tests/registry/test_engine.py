@@ -19,7 +19,7 @@ from tests.registry.fleets import load, meta
 
 
 def apply(reg: Registry, pools: int = 2) -> int | None:
-    return service.record(reg, service.plan_fleet(reg, load(fleet_docs(pools))), meta()).revision
+    return service.record(reg, service.plan_fleet(reg, load(fleet_docs(pools))), meta=meta()).revision
 
 
 def fingerprint(path: Path) -> tuple[bytes, int, list[str]]:
@@ -151,7 +151,7 @@ def test_registry_locked_too_long(sqlite_registry: Registry, clawctl_home: Path)
         with Registry(home=clawctl_home, timeout=0.2) as reg:
             change = service.plan_fleet(reg, load(fleet_docs(3)))  # readers are not blocked (WAL)
             with pytest.raises(RegistryError, match="locked by another process") as info:
-                service.record(reg, change, meta())
+                service.record(reg, change, meta=meta())
             assert info.value.hint and "CLAWCTL_REGISTRY_TIMEOUT" in info.value.hint
     finally:
         holder.execute("ROLLBACK")
@@ -201,6 +201,6 @@ def test_driver_errors_are_translated(raised: Exception, match: str) -> None:
     from clawctl.registry.engine import translating
 
     with pytest.raises(RegistryError, match=match) as info:
-        with translating("reg.db", 3.0):
+        with translating("reg.db", timeout=3.0):
             raise raised
     assert info.value.__cause__ is raised

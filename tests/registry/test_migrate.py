@@ -99,13 +99,13 @@ def test_older_registry_is_upgraded_in_place_without_losing_data(registry: Regis
         assert [p.name for p in fleet.pools] == ["pool-1", "pool-2"] and fleet.policies == ("traffic",)
         # the upgraded registry recognizes its own content and keeps working
         assert not service.plan_fleet(reg, load(fleet_docs(2))).changed
-        outcome = service.record(reg, service.plan_fleet(reg, load(fleet_docs(3))), meta())
+        outcome = service.record(reg, service.plan_fleet(reg, load(fleet_docs(3))), meta=meta())
         assert outcome.revision == 2
 
 
 def test_current_registry_is_opened_without_writes(registry: Registry, registry_url: str,
                                                    clawctl_home: Path) -> None:
-    service.record(registry, service.plan_fleet(registry, load(fleet_docs(2))), meta())
+    service.record(registry, service.plan_fleet(registry, load(fleet_docs(2))), meta=meta())
     registry.close()
     with Registry(registry_url, home=clawctl_home) as reg, count_writes(reg) as writes:
         history(reg)
