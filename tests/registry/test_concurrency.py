@@ -62,6 +62,7 @@ def run_together(commands: list[list[str]], *, slow: bool = False,
 def test_concurrent_applies_of_different_configs(tmp_path: Path, clawctl_home: Path, registry_url: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAWCTL_REGISTRY", registry_url)
+    monkeypatch.setenv("CLAWCTL_REGISTRY_TIMEOUT", "60")  # a loaded CI machine must not turn waiting into failing
     variants = {
         "a": fleet_docs(4, isolation={"memory": "1Gi"}),
         "b": fleet_docs(4, isolation={"memory": "2Gi"}, capacity=3),
@@ -97,6 +98,7 @@ def test_concurrent_applies_of_different_configs(tmp_path: Path, clawctl_home: P
 def test_concurrent_applies_of_the_same_config_record_one_revision(
         tmp_path: Path, clawctl_home: Path, registry_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLAWCTL_REGISTRY", registry_url)
+    monkeypatch.setenv("CLAWCTL_REGISTRY_TIMEOUT", "60")  # a loaded CI machine must not turn waiting into failing
     path = write_fleet(tmp_path / "fleet", 3)
     shared_server = None if registry_url.startswith("sqlite") else tmp_path / "hosts"
     results = run_together([["apply", str(path)] for _ in range(3)], slow=True, separate_homes=shared_server)
