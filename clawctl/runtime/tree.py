@@ -3,8 +3,8 @@
 The tree is the union of three views, because each alone misses something:
 the agent's process group (killpg reaches members the daemon cannot list
 cheaply), its cgroups (catch processes that called setsid and whose parent
-died), and psutil's descendants of the leader walked now (the fallback on hosts
-without cgroups; it misses processes re-parented to init).
+died), and the leader's descendants walked now (the fallback on hosts without
+cgroups; it misses processes re-parented to init).
 """
 
 from __future__ import annotations
