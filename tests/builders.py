@@ -14,7 +14,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 API_VERSION = "clawctl/v1"
-DEFAULT_COMMAND = ["python", "-m", "clawctl.agent.echo"]
+DEFAULT_COMMAND = ["python3", "-m", "clawctl.agent.examples.echo"]
 
 
 def fleet_doc(name: str = "demo", *, defaults: dict[str, Any] | None = None, description: str | None = None) -> dict[str, Any]:

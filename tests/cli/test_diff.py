@@ -23,8 +23,8 @@ def test_new_fleet_shows_creates_and_exits_1(cli: CLI, tmp_path: Path, clawctl_h
     assert result.out.splitlines() == [
         "fleet demo: new fleet",
         "  + fleet demo",
-        "  + pool pool-1 (2 replicas: python -m clawctl.agent.echo)",
-        "  + pool pool-2 (2 replicas: python -m clawctl.agent.echo)",
+        "  + pool pool-1 (2 replicas: python3 -m clawctl.agent.examples.echo)",
+        "  + pool pool-2 (2 replicas: python3 -m clawctl.agent.examples.echo)",
         "  + policy traffic (2 rules)",
         "plan: 4 to create, 0 to update, 0 to remove",
     ]
