@@ -12,4 +12,5 @@ its exceptions are translated into ``RegistryError`` at this boundary.
     history.py     revision history
     status.py      desired state per fleet and pool
     provenance.py  who applied, from which git commit
+    records.py     the plain records these return (no SQLAlchemy)
 """

@@ -38,3 +38,10 @@ def test_help_lists_the_registry_commands() -> None:
                           check=False)
     for command in ("diff", "apply", "status", "history", "rollback", "delete"):
         assert command in done.stdout
+
+
+def test_planning_needs_no_database_library() -> None:
+    code = ("import sys, clawctl.plan, clawctl.config.normalize; "
+            "print([m for m in ('sqlalchemy', 'alembic', 'clawctl.registry') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
