@@ -288,22 +288,20 @@ def block_unit_errors(cls: type[Any], raw: dict[str, Any]) -> list[UnitValueErro
 def block_to_raw(block: Any) -> dict[str, Any]:
     """The normalized config-language mapping of a block: every field, canonical unit spelling."""
     out: dict[str, Any] = {}
-    for f in fields(block):
+    for f in _plan(type(block)):
         value = getattr(block, f.name)
-        unit = f.metadata["unit"]
         if value is None:
             continue
-        if hasattr(value, "__dataclass_fields__"):
+        if f.nested is not None:
             value = block_to_raw(value)
-        elif unit == "duration":
-            value = units.format_duration(value)
-        elif unit == "memory":
-            value = units.format_bytes(value)
-        elif unit == "cpu":
-            value = units.format_cpu(value)
+        elif f.unit is not None:
+            value = _FORMATTERS[f.unit](value)
         elif isinstance(value, Enum):
             value = value.value
         elif isinstance(value, tuple):
             value = list(value)
-        out[f.metadata["key"]] = value
+        out[f.key] = value
     return out
+
+
+_FORMATTERS = {"duration": units.format_duration, "memory": units.format_bytes, "cpu": units.format_cpu}
