@@ -9,6 +9,7 @@ safe on their own.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _DURATION = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d))+$")
@@ -24,6 +25,7 @@ _MEMORY_FACTOR = {
 _CPU = re.compile(r"^(?:([0-9]+(?:\.[0-9]+)?)|([0-9]+)m)$")
 
 
+@lru_cache(maxsize=1024, typed=True)  # the same few spellings recur in every pool of a fleet
 def parse_duration(text: str) -> float:
     """'1h30m' → 5400.0 seconds. Raises ValueError for anything else."""
     if not isinstance(text, str) or not _DURATION.match(text):
@@ -31,6 +33,7 @@ def parse_duration(text: str) -> float:
     return round(sum(float(n) * _DURATION_SECONDS[u] for n, u in _DURATION_PART.findall(text)), 6)
 
 
+@lru_cache(maxsize=1024, typed=True)
 def parse_memory(value: str | int) -> int:
     """'4Gi' → 4294967296, '4GB' → 4000000000, 1024 → 1024 bytes. Raises ValueError otherwise."""
     if isinstance(value, bool):
@@ -49,6 +52,7 @@ def parse_memory(value: str | int) -> int:
     return result
 
 
+@lru_cache(maxsize=1024, typed=True)
 def parse_cpu(value: str | int | float) -> int:
     """1.5 → 1500, '1500m' → 1500 millicores. Raises ValueError otherwise (and for zero)."""
     if isinstance(value, bool):
