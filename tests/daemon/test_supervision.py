@@ -178,3 +178,15 @@ def test_disk_quota_stops_the_agent_and_reports_it(fleet: Fleet) -> None:
     assert exited[0]["last_exit"] == "DiskQuotaExceeded"
     assert exited[0]["quotas"]["disk"] == "monitored"
     assert any(e["reason"] == "DiskQuota" for e in fleet.events())
+
+
+def test_apply_wait_times_out_naming_what_is_not_ready(fleet: Fleet) -> None:
+    crashy = [PY, "-m", "clawctl.agent.examples.crashy", "--delay", "0", "--code", "2"]
+    config = fleet.write("f.yaml", FLEET + pool_yaml("web", ECHO) + pool_yaml("broken", crashy, extra="""
+        failover: {restart: never}
+    """))
+    run = fleet.cli("apply", str(config), "--wait", "--timeout", "3")
+    assert run.code == 1
+    assert "fleet t did not converge within 3s: broken 0/1 ready" in run.err
+    assert "web" not in run.err.split("converge")[1].split("hint")[0]
+    assert "Traceback" not in run.err
