@@ -48,6 +48,9 @@ QUOTA_CHECK_INTERVAL = 5.0
 LOG_ROTATE_INTERVAL = 30.0
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_KEEP = 5
+EVENTS_KEPT = 50_000
+"""The events table keeps the newest this many (a crash-looping fleet must not fill the disk)."""
+EVENTS_PRUNE_INTERVAL = 60.0
 
 
 class Launcher(Protocol):
@@ -96,6 +99,7 @@ class Reconciler:
         self._next_adopted_check = 0.0
         self._next_quota_check = 0.0
         self._next_log_rotation = 0.0
+        self._next_event_prune = 0.0
         self.check_registry = True
         """Set by wake-ups from apply and commands; the periodic pass also looks now and then."""
 
@@ -447,9 +451,13 @@ class Reconciler:
             return False
         rows = [_row(self.records[k]) for k in sorted(self._dirty) if k in self.records]
         events = [(e.at, e.fleet, e.target, e.reason, e.level, e.message) for e in self._events]
+        prune = bool(events) and self.clock() >= self._next_event_prune
         with self.registry.writing() as conn:
             store.save_agents(conn, rows, removed=sorted(self._removed - set(self._dirty)))
             store.append_events(conn, events)
+            if prune:
+                store.prune_events(conn, keep=EVENTS_KEPT)
+                self._next_event_prune = self.clock() + EVENTS_PRUNE_INTERVAL
         self._dirty.clear()
         self._removed.clear()
         self._events.clear()

@@ -94,6 +94,28 @@ class Loop:
                 self._running = False
 
 
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 3
+
+
+def _configure_logging(home: Path, *, detach: bool) -> None:
+    """Foreground: log to stderr (journald, docker logs). Detached: a size-rotated
+    ``logs/daemon.log`` (stderr still lands there for anything that bypasses logging)."""
+    handler: logging.Handler
+    if detach:
+        from logging.handlers import RotatingFileHandler
+
+        log_dir = home / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = RotatingFileHandler(log_dir / "daemon.log", maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def run_daemon(home: Path, *, detach: bool = False) -> int:
     """Run the daemon for ``home`` until SIGTERM/SIGINT. Returns the exit code."""
     if detach and os.fork() > 0:
@@ -101,8 +123,7 @@ def run_daemon(home: Path, *, detach: bool = False) -> int:
     # Signals are taken synchronously by the main thread (sigwaitinfo). They must be blocked
     # before any thread starts, so every thread inherits the mask and none swallows them.
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(home, detach=detach)
     # A wake-up that lands while a pass is starting is "skipped" by APScheduler; the pass that
     # is starting observes the same state, so that is expected, not worth a warning.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)

@@ -127,6 +127,15 @@ def append_events(conn: Connection, items: Iterable[tuple[float, str, str, str, 
         conn.execute(sa.insert(events), rows)
 
 
+def prune_events(conn: Connection, *, keep: int) -> int:
+    """Delete all but the newest ``keep`` events; returns how many went."""
+    newest = conn.execute(sa.select(sa.func.max(events.c.id))).scalar()
+    if newest is None or newest <= keep:
+        return 0
+    result = conn.execute(sa.delete(events).where(events.c.id <= newest - keep))
+    return int(result.rowcount or 0)
+
+
 def recent_events(conn: Connection, *, fleet: str | None = None, target: str | None = None,
                   limit: int = 100) -> list[dict[str, Any]]:
     """The newest ``limit`` events, oldest first."""

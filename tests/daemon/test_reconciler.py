@@ -147,3 +147,20 @@ def test_restart_of_the_daemon_adopts_running_agents(world: Any, clawctl_home: P
     again.run_pass()
     assert {r.process.pid for r in again.records.values() if r.process} == pids
     assert len(successor.spawned) == 0
+
+
+def test_events_are_pruned_to_the_newest(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clawctl.daemon.reconciler as module
+    from clawctl.registry import supervision as store
+
+    registry, launcher, clock, reconciler = world
+    monkeypatch.setattr(module, "EVENTS_KEPT", 3)
+    monkeypatch.setattr(module, "EVENTS_PRUNE_INTERVAL", 0.0)
+    apply(registry, fleet_yaml(4))
+    settle(reconciler, clock)
+    launcher.exit(launcher.running()[0], 1)
+    reconciler.run_pass()
+    with registry.reading() as conn:
+        kept = store.recent_events(conn, limit=100)
+    assert len(kept) == 3
+    assert kept[-1]["reason"] == "Started"
