@@ -8,7 +8,12 @@
     ├── PolicyDenied        an action the CommunicationPolicy does not allow (exit 1)
     ├── NotFound            a named fleet, pool, agent, revision or session is unknown (exit 1)
     ├── Conflict            the request conflicts with the current state (exit 1)
-    └── RuntimeFailure      an agent process could not be spawned, signalled or measured (exit 1)
+    ├── RuntimeFailure      an agent process could not be spawned, signalled or measured (exit 1)
+    ├── Unauthenticated     the control socket did not accept this connection's identity (exit 1)
+    ├── ProtocolError       a control-socket message is malformed or its params invalid (exit 1)
+    │   └── FrameTooLarge   a control-socket frame exceeds the size limit (exit 1)
+    ├── RateLimited         too many requests on the control socket; retry later (exit 1)
+    └── InternalError       the daemon failed unexpectedly while serving a request (exit 3)
 
 Library exceptions are translated into these once, at the boundary of the
 layer that calls the library, always with ``raise ... from exc``.
@@ -87,3 +92,25 @@ class Conflict(ClawctlError):
 
 class RuntimeFailure(ClawctlError):
     """The runtime could not spawn, signal, measure or clean up an agent process."""
+
+
+class Unauthenticated(ClawctlError):
+    """The control socket refused the connection's claimed identity (token or peer credentials)."""
+
+
+class ProtocolError(ClawctlError):
+    """A control-socket message is malformed, names an unknown method, or has invalid params."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A control-socket frame is larger than the protocol allows."""
+
+
+class RateLimited(ClawctlError):
+    """The daemon refuses more requests from this connection for now."""
+
+
+class InternalError(ClawctlError):
+    """The daemon failed unexpectedly while serving a request; details are in its log."""
+
+    exit_code = ExitCode.INTERNAL
