@@ -34,12 +34,15 @@ from clawctl.policies.supervision import (
     resolve_max_unavailable,
 )
 from clawctl.registry import supervision as store
-from clawctl.runtime.records import AgentProcess, Exit, LaunchSpec
+from clawctl.runtime.launcher import Launcher
+from clawctl.runtime.records import LaunchSpec
 
 log = logging.getLogger("clawctl.daemon")
 
 READY_AFTER = 0.3
 """Seconds an agent must stay up after spawn to count as running (and ready)."""
+ADOPTED_STOP_GRACE = 5.0
+"""Grace left to an agent found mid-stop by a new daemon when its pool is gone."""
 ADOPTED_CHECK_INTERVAL = 1.0
 """Seconds between liveness checks of processes the daemon did not spawn itself."""
 DEFAULT_START_CONCURRENCY = 32
@@ -51,18 +54,6 @@ LOG_KEEP = 5
 EVENTS_KEPT = 50_000
 """The events table keeps the newest this many (a crash-looping fleet must not fill the disk)."""
 EVENTS_PRUNE_INTERVAL = 60.0
-
-
-class Launcher(Protocol):
-    """What the reconciler needs from the runtime (``clawctl.runtime``)."""
-
-    def spawn(self, spec: LaunchSpec) -> AgentProcess: ...
-    def alive(self, proc: AgentProcess) -> bool: ...
-    def signal(self, proc: AgentProcess, sig: int) -> None: ...
-    def reap(self) -> list[Exit]: ...
-    def adopt(self, pid: int, create_time: float, *, agent_id: str, limits: Any = ...) -> AgentProcess | None: ...
-    def release(self, proc: AgentProcess) -> Any: ...
-    def probe(self, proc: AgentProcess) -> Any: ...
 
 
 class Registry(Protocol):
@@ -124,13 +115,20 @@ class Reconciler:
             )
             if row.pid is not None and row.process_started is not None and state in ACTIVE:
                 proc = self.launcher.adopt(row.pid, row.process_started, agent_id=row.agent_id,
-                                           limits=pool.policies.isolation if pool else None)
+                                           limits=pool.policies.isolation if pool else None,
+                                           workdir=self._workdir(row.fleet, row.agent_id),
+                                           log_dir=agent_log_dir(self.home, row.fleet))
                 if proc is not None:
-                    adopted_state = AgentState.STOPPING if state is AgentState.STOPPING else AgentState.RUNNING
-                    record = record.evolve(process=proc, state=adopted_state,
-                                           stop_deadline=now if state is AgentState.STOPPING else None)
+                    stopping = state is AgentState.STOPPING
+                    grace = pool.policies.drain.grace_period if pool else ADOPTED_STOP_GRACE
+                    record = record.evolve(process=proc, state=AgentState.STOPPING if stopping else AgentState.RUNNING,
+                                           stop_deadline=now + grace if stopping else None)
                     self._by_pid[proc.pid] = record.key
                     self._event(record, "Adopted", f"re-adopted pid {proc.pid}")
+                elif state is AgentState.STOPPING:
+                    self._event(record, "Stopped", "ended while the daemon was away")
+                    self._forget(record)
+                    continue
                 else:
                     record = self._after_exit(record, classify_exit(code=None, signal=None, at=now), now,
                                               reason="Lost", text="gone while the daemon was away")
@@ -323,6 +321,7 @@ class Reconciler:
 
     # ------------------------------------------------------------------ acting
     def _plan_and_act(self, now: float) -> float | None:
+        self._forget_unwanted()
         starting = sum(1 for r in self.records.values() if r.state is AgentState.STARTING)
         budget = max(0, self.start_concurrency - starting)
         wake: float | None = None
@@ -357,7 +356,7 @@ class Reconciler:
                     "CLAWCTL_HOME": str(self.home)})
         spec = LaunchSpec(
             agent_id=agent_id, argv=model.command, env=env,
-            workdir=self.home / "agents" / fleet.name / agent_id, log_dir=agent_log_dir(self.home, fleet.name),
+            workdir=self._workdir(fleet.name, agent_id), log_dir=agent_log_dir(self.home, fleet.name),
             limits=model.policies.isolation, cgroup_parent=f"clawctl/{fleet.name}",
         )
         base = previous or AgentRecord(fleet=fleet.name, fleet_id=fleet.fleet_id, agent_id=agent_id, pool=pool_name,
@@ -381,6 +380,20 @@ class Reconciler:
         self._by_pid[proc.pid] = key
         self._event(record, "Started", f"pid {proc.pid}" + (f" (restart {restarts})" if previous else ""))
         return True
+
+    def _workdir(self, fleet: str, agent_id: str) -> Path:
+        return self.home / "agents" / fleet / agent_id
+
+    def _forget_unwanted(self) -> None:
+        """Drop records without a process whose slot is no longer desired (pool removed or
+        scaled below it): nothing will ever restart them, so they must not linger."""
+        for record in list(self.records.values()):
+            if record.state in ACTIVE:
+                continue
+            desired = self.desired.get(record.fleet)
+            pool = next((p for p in desired.pools if p.name == record.pool), None) if desired else None
+            if pool is None or record.slot >= pool.slots:
+                self._forget(record)
 
     def _stop(self, record: AgentRecord, reason: StopReason, now: float) -> None:
         if record.process is None:

@@ -164,3 +164,22 @@ def test_events_are_pruned_to_the_newest(world: Any, monkeypatch: pytest.MonkeyP
         kept = store.recent_events(conn, limit=100)
     assert len(kept) == 3
     assert kept[-1]["reason"] == "Started"
+
+
+def test_given_up_agents_of_removed_slots_are_forgotten(world: Any) -> None:
+    registry, launcher, clock, reconciler = world
+    policy = "  failover: {restart: never}\n"
+    apply(registry, fleet_yaml(3, extra=policy))
+    settle(reconciler, clock)
+    victim = next(r.process for r in reconciler.records.values() if r.slot == 2)
+    assert victim is not None
+    launcher.exit(victim, 1)
+    reconciler.run_pass()
+    assert states(reconciler)["web-2"] is AgentState.EXITED
+    apply(registry, fleet_yaml(2, extra=policy))
+    settle(reconciler, clock)
+    assert sorted(states(reconciler)) == ["web-0", "web-1"]
+    with registry.reading() as conn:
+        from clawctl.registry import supervision as store
+
+        assert sorted(r.agent_id for r in store.load_agents(conn)) == ["web-0", "web-1"]
