@@ -198,10 +198,19 @@ class HashRing:
         return self.owners[bisect.bisect_left(self.points, _point(key)) % len(self.points)]
 
 
+@lru_cache(maxsize=4096)
+def _agent_points(agent_id: str, vnodes: int) -> tuple[tuple[int, str], ...]:
+    return tuple((_point(f"{agent_id}#{i}"), agent_id) for i in range(vnodes))
+
+
 @lru_cache(maxsize=256)
 def hash_ring(agent_ids: tuple[str, ...], vnodes: int = VNODES) -> HashRing:
-    """The ring over ``agent_ids`` (order does not matter). Memoized: a pool's ring is reused per key."""
-    pairs = sorted((_point(f"{agent}#{i}"), agent) for agent in set(agent_ids) for i in range(vnodes))
+    """The ring over ``agent_ids`` (order does not matter).
+
+    Memoized (a pool's ring is reused for every key), and so are each agent's points,
+    so a membership change only re-sorts.
+    """
+    pairs = sorted(pair for agent in set(agent_ids) for pair in _agent_points(agent, vnodes))
     return HashRing(tuple(p for p, _ in pairs), tuple(a for _, a in pairs))
 
 
@@ -253,11 +262,12 @@ def place(strategy: LoadBalancingStrategy | str, candidates: Sequence[Candidate]
     at least one agent accepts and all of those are at capacity; the result depends
     only on the arguments. Raises ValueError for an unknown strategy name.
     """
-    choose = STRATEGIES[LoadBalancingStrategy(strategy)]
+    name = LoadBalancingStrategy(strategy)
+    choose = STRATEGIES[name]
     pool = sorted(candidates, key=_order)
-    weighted = LoadBalancingStrategy(strategy) is LoadBalancingStrategy.WEIGHTED
+    weighted = name is LoadBalancingStrategy.WEIGHTED
     accepting = [c for c in pool if c.accepts and (c.weight > 0 or not weighted)]
-    eligible = [c for c in accepting if c.has_room]
+    eligible = [c for c in accepting if c.open_sessions < c.capacity]
     if not eligible:
         capacities = {c.capacity for c in accepting}
         return Placement(
