@@ -194,7 +194,8 @@ def _authorize_operator(peer: PeerCredentials, known_agents: Mapping[str, KnownA
 # ------------------------------------------------------------ reading Linux
 def peer_credentials(sock: socket.socket) -> PeerCredentials:
     """The pid, uid and gid of the process that connected ``sock`` (a Unix socket), via
-    SO_PEERCRED. Raises ``Unauthenticated`` where the kernel cannot say."""
+    SO_PEERCRED. Raises ``Unauthenticated`` where the kernel cannot say. ``pid`` is 0 when
+    the peer is in another pid namespace (``authorize`` refuses it)."""
     option = getattr(socket, "SO_PEERCRED", None)
     if option is None:
         raise Unauthenticated("peer credentials are not available on this platform (SO_PEERCRED)")
@@ -203,6 +204,8 @@ def peer_credentials(sock: socket.socket) -> PeerCredentials:
     except OSError as exc:
         raise Unauthenticated(f"cannot read the peer's credentials: {exc.strerror or exc}") from exc
     pid, uid, gid = _PEERCRED.unpack(raw)
+    if uid < 0 or gid < 0:  # the kernel's "no credentials": not a connected Unix socket
+        raise Unauthenticated("the socket carries no peer credentials (not a connected Unix socket)")
     return PeerCredentials(pid, uid, gid)
 
 
