@@ -44,6 +44,8 @@ READY_AFTER = 0.3
 ADOPTED_STOP_GRACE = 5.0
 """Grace left to an agent found mid-stop by a new daemon when its pool is gone."""
 ADOPTED_CHECK_INTERVAL = 1.0
+ADOPTED_CHECK_SLICE = 200
+"""At most this many adopted agents are verified per check (1000 adopted: each within 5 s)."""
 """Seconds between liveness checks of processes the daemon did not spawn itself."""
 DEFAULT_START_CONCURRENCY = 32
 QUOTA_CHECK_INTERVAL = 5.0
@@ -88,6 +90,7 @@ class Reconciler:
         self._removed: set[str] = set()
         self._events: list[Event] = []
         self._next_adopted_check = 0.0
+        self._adopted_cursor = 0
         self._next_quota_check = 0.0
         self._next_log_rotation = 0.0
         self._next_event_prune = 0.0
@@ -165,13 +168,21 @@ class Reconciler:
             self._handle_exit(record, info, now)
 
     def _check_adopted(self, now: float) -> None:
+        """Notice adopted agents (not our children, so no SIGCHLD) that ended. Each check
+        looks at a rotating slice, so a pass stays cheap however many were adopted."""
         if now < self._next_adopted_check:
             return
         self._next_adopted_check = now + ADOPTED_CHECK_INTERVAL
-        for record in list(self.records.values()):
+        adopted = [r for r in self.records.values()
+                   if r.process is not None and r.process.adopted and r.state in ACTIVE]
+        if not adopted:
+            return
+        start = self._adopted_cursor % len(adopted)
+        chosen = (adopted + adopted)[start:start + min(len(adopted), ADOPTED_CHECK_SLICE)]
+        self._adopted_cursor = start + len(chosen)
+        for record in chosen:
             proc = record.process
-            if proc is None or not proc.adopted or record.state not in ACTIVE:
-                continue
+            assert proc is not None
             if not self.launcher.alive(proc):
                 self._by_pid.pop(proc.pid, None)
                 self.launcher.release(proc)
