@@ -95,6 +95,7 @@ class Health:
     heartbeat_interval: float = _f("heartbeatInterval", 5.0, "duration")
     heartbeat_timeout: float = _f("heartbeatTimeout", 15.0, "duration")
     start_timeout: float = _f("startTimeout", 30.0, "duration")
+    readiness: str = _f("readiness", "process")
 
 
 @dataclass(frozen=True)

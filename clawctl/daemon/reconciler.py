@@ -40,7 +40,10 @@ from clawctl.runtime.records import LaunchSpec
 log = logging.getLogger("clawctl.daemon")
 
 READY_AFTER = 0.3
-"""Seconds an agent must stay up after spawn to count as running (and ready)."""
+"""Seconds an agent must stay up after spawn to count as running (readiness: process)."""
+READY_POLL = 0.02
+"""While an agent with readiness: notify is starting, how often to look for its ready file."""
+READY_FILE = ".clawctl-ready"
 ADOPTED_STOP_GRACE = 5.0
 """Grace left to an agent found mid-stop by a new daemon when its pool is gone."""
 ADOPTED_CHECK_INTERVAL = 1.0
@@ -227,16 +230,41 @@ class Reconciler:
 
     def _promote_and_escalate(self, now: float) -> None:
         for record in list(self.records.values()):
-            if record.state is AgentState.STARTING and record.started_at is not None \
-                    and now - record.started_at >= READY_AFTER:
-                self.records[record.key] = record.evolve(state=AgentState.RUNNING)
-                self._dirty.add(record.key)
+            if record.state is AgentState.STARTING and record.started_at is not None:
+                self._check_ready(record, now)
             elif record.state is AgentState.STOPPING and record.stop_deadline is not None \
                     and now >= record.stop_deadline and record.process is not None:
                 self.launcher.signal(record.process, signal.SIGKILL)
                 self._event(record, "Killed", "grace period over; sent SIGKILL to the whole process tree", "warning")
                 self.records[record.key] = record.evolve(stop_deadline=None)
                 self._dirty.add(record.key)
+
+    def _check_ready(self, record: AgentRecord, now: float) -> None:
+        """Starting → Running: after READY_AFTER alive, or — for ``readiness: notify`` — when
+        the agent created its ready file; a notify agent silent past startTimeout is killed
+        (its exit then goes through the restart policy)."""
+        model = self._pool_model(record.fleet, record.pool)
+        started = record.started_at or now
+        notify = model is not None and model.policies.health.readiness == "notify"
+        if model is None or not notify:
+            ready = now - started >= READY_AFTER
+        else:
+            ready = self._ready_file(record.fleet, record.agent_id).exists()
+            if not ready and now - started >= model.policies.health.start_timeout and record.process is not None:
+                self._event(record, "StartTimeout", f"not ready within {model.policies.health.start_timeout:g}s; "
+                                                    "killing it", "warning")
+                self.launcher.signal(record.process, signal.SIGKILL)
+                # No second kill while the exit is on its way: started_at None means "killed".
+                self.records[record.key] = record.evolve(started_at=None)
+                return
+        if ready:
+            self.records[record.key] = record.evolve(state=AgentState.RUNNING)
+            self._dirty.add(record.key)
+            if notify:
+                self._event(record, "Ready", f"said ready after {now - started:.3f}s")
+
+    def _ready_file(self, fleet: str, agent_id: str) -> Path:
+        return self._workdir(fleet, agent_id) / READY_FILE
 
     def _check_disk_quotas(self, now: float) -> None:
         """Stop agents whose workdir outgrew their disk quota (monitored, never kernel-enforced)."""
@@ -364,7 +392,7 @@ class Reconciler:
         previous = self.records.get(key)
         env = dict(model.env)
         env.update({"CLAWCTL_AGENT_ID": agent_id, "CLAWCTL_POOL": pool_name, "CLAWCTL_FLEET": fleet.name,
-                    "CLAWCTL_HOME": str(self.home)})
+                    "CLAWCTL_HOME": str(self.home), "CLAWCTL_READY_FILE": str(self._ready_file(fleet.name, agent_id))})
         spec = LaunchSpec(
             agent_id=agent_id, argv=model.command, env=env,
             workdir=self._workdir(fleet.name, agent_id), log_dir=agent_log_dir(self.home, fleet.name),
@@ -375,6 +403,7 @@ class Reconciler:
         self._dirty.add(key)
         try:
             spec.workdir.mkdir(parents=True, exist_ok=True)
+            self._ready_file(fleet.name, agent_id).unlink(missing_ok=True)  # a note from the previous run
             proc = self.launcher.spawn(spec)
         except (ClawctlError, OSError, ValueError) as exc:
             message = getattr(exc, "message", str(exc))
@@ -465,7 +494,13 @@ class Reconciler:
         soonest: float | None = None
         for record in self.records.values():
             if record.state is AgentState.STARTING and record.started_at is not None:
-                soonest = _earliest(soonest, record.started_at + READY_AFTER)
+                model = self._pool_model(record.fleet, record.pool)
+                if model is not None and model.policies.health.readiness == "notify":
+                    # The agent's note arrives as a file: look again shortly, while it starts.
+                    soonest = _earliest(soonest, min(self.clock() + READY_POLL,
+                                                     record.started_at + model.policies.health.start_timeout))
+                else:
+                    soonest = _earliest(soonest, record.started_at + READY_AFTER)
             elif record.state is AgentState.STOPPING and record.stop_deadline is not None:
                 soonest = _earliest(soonest, record.stop_deadline)
         return soonest

@@ -190,3 +190,20 @@ def test_apply_wait_times_out_naming_what_is_not_ready(fleet: Fleet) -> None:
     assert "fleet t did not converge within 3s: broken 0/1 ready" in run.err
     assert "web" not in run.err.split("converge")[1].split("hint")[0]
     assert "Traceback" not in run.err
+
+
+def test_notify_readiness_waits_for_the_agent_and_times_out(fleet: Fleet) -> None:
+    silent = [PY, "-c", "import time; time.sleep(300)"]
+    config = fleet.write("f.yaml", FLEET + pool_yaml("talks", ECHO, extra="health: {readiness: notify}")
+                         + pool_yaml("silent", silent, extra="""
+        health: {readiness: notify, startTimeout: 1s}
+        failover: {restart: never}
+    """))
+    assert fleet.cli("apply", str(config)).code == 0
+    ready = fleet.wait_for(lambda: [e for e in fleet.events() if e["reason"] == "Ready"], what="the Ready event")
+    assert ready[0]["target"] == "talks-0" and ready[0]["message"].startswith("said ready after ")
+    fleet.wait_for(lambda: any(a["id"] == "silent-0" and a["state"] == "Exited" for a in fleet.agents()),
+                   timeout=30, what="the start timeout")
+    assert any(e["reason"] == "StartTimeout" and e["target"] == "silent-0" for e in fleet.events())
+    states = {a["id"]: a["state"] for a in fleet.agents()}
+    assert states["talks-0"] == "Running"

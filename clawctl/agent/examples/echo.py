@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from clawctl.agent import notify_ready
 from clawctl.agent.examples._common import say, stop_event
 
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stop = stop_event()
     say("echo", f"role={args.role} started")
+    notify_ready()
     beats = 0
     while not stop.wait(args.interval):
         beats += 1
