@@ -18,10 +18,14 @@ def run_command(
     detach: Annotated[bool, typer.Option("--detach", hidden=True, help="Fork into the background.")] = False,
 ) -> int:
     """Run the daemon in the foreground (for systemd or containers)."""
-    from clawctl.daemon.service import run_daemon
-    from clawctl.home import clawctl_home
+    import os
 
-    return run_daemon(clawctl_home(), detach=detach)
+    # Replace this process (same pid, for service managers) by one without the CLI loaded.
+    argv = [sys.executable, "-m", "clawctl.daemon", *(["--detach"] if detach else [])]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return ExitCode.INTERNAL  # not reached
 
 
 @daemon_app.command("start")

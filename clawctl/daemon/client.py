@@ -30,11 +30,11 @@ def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
     log_dir = logs_dir(home)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLAWCTL_HOME=str(home))
-    # `daemon run --detach` forks once and its parent exits at once, so the daemon is not
+    # `python -m clawctl.daemon --detach` forks once and its parent exits at once, so the daemon is not
     # our child: it outlives this command and never becomes our zombie.
     with open(log_dir / LOG_FILE, "ab") as log:
         launcher = subprocess.run(
-            [sys.executable, "-m", "clawctl", "daemon", "run", "--detach"],
+            [sys.executable, "-m", "clawctl.daemon", "--detach"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True, check=False,
         )
     if launcher.returncode != 0:
