@@ -46,16 +46,21 @@ def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
     return started
 
 
-def wake(home: Path) -> bool:
-    """Ask the daemon for an immediate reconcile pass; False when no daemon runs."""
+def _signal_daemon(home: Path, sig: int) -> DaemonInfo | None:
+    """Send ``sig`` to the running daemon (verified by pid and start time); its info, or None."""
     info = read_info(home)
     if info is None:
-        return False
+        return None
     try:
-        os.kill(info.pid, signal.SIGUSR1)
+        os.kill(info.pid, sig)
     except ProcessLookupError:
-        return False
-    return True
+        return None
+    return info
+
+
+def wake(home: Path) -> bool:
+    """Ask the daemon for an immediate reconcile pass; False when no daemon runs."""
+    return _signal_daemon(home, signal.SIGUSR1) is not None
 
 
 def stop(home: Path, *, timeout: float = 30.0) -> DaemonInfo | None:
@@ -64,13 +69,9 @@ def stop(home: Path, *, timeout: float = 30.0) -> DaemonInfo | None:
     Returns the stopped daemon's info, or None if none was running. Raises when it
     does not exit within ``timeout``.
     """
-    info = read_info(home)
+    info = _signal_daemon(home, signal.SIGTERM)
     if info is None:
         return None
-    try:
-        os.kill(info.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return info
     if _poll(lambda: not info.alive(), timeout):
         return info
     raise ClawctlError(f"the daemon (pid {info.pid}) did not stop within {timeout:g}s",
