@@ -7,8 +7,10 @@ process does not carry typer and the command modules (about 8 MB of RSS).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from clawctl.daemon.instance import FAILED_FILE
 from clawctl.daemon.service import run_daemon
 from clawctl.errors import ClawctlError
 from clawctl.home import clawctl_home
@@ -18,10 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clawctl-daemon", description="Run the clawctl supervisor daemon.")
     parser.add_argument("--detach", action="store_true", help="fork into the background")
     args = parser.parse_args(argv)
+    home = clawctl_home()
     try:
-        return run_daemon(clawctl_home(), detach=args.detach)
+        return run_daemon(home, detach=args.detach)
     except ClawctlError as exc:
         sys.stderr.write(f"error: {exc.message}\n" + (f"hint: {exc.hint}\n" if exc.hint else ""))
+        if args.detach:  # `clawctl daemon start` is waiting: tell it why at once
+            (home / FAILED_FILE).write_text(json.dumps({"message": exc.message, "hint": exc.hint}))
         return int(exc.exit_code)
 
 

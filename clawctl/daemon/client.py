@@ -6,6 +6,7 @@ daemon answers them with an immediate reconcile pass.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from clawctl.daemon.instance import LOG_FILE, DaemonInfo, logs_dir, read_info
+from clawctl.daemon.instance import FAILED_FILE, LOG_FILE, DaemonInfo, logs_dir, read_info
 from clawctl.errors import ClawctlError, DaemonUnavailable
 
 START_TIMEOUT = 15.0
@@ -32,6 +33,7 @@ def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
     env = dict(os.environ, CLAWCTL_HOME=str(home))
     # `python -m clawctl.daemon --detach` forks once and its parent exits at once, so the daemon is not
     # our child: it outlives this command and never becomes our zombie.
+    (home / FAILED_FILE).unlink(missing_ok=True)
     with open(log_dir / LOG_FILE, "ab") as log:
         launcher = subprocess.run(
             [sys.executable, "-m", "clawctl.daemon", "--detach"],
@@ -40,10 +42,22 @@ def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
     if launcher.returncode != 0:
         raise DaemonUnavailable(f"the daemon could not be started (exit {launcher.returncode})",
                                 hint=f"see {log_dir / LOG_FILE}")
-    started = _poll(lambda: read_info(home), timeout)
+    started = _poll(lambda: read_info(home) or _failure(home), timeout)
+    if isinstance(started, DaemonUnavailable):
+        raise started
     if started is None:
         raise DaemonUnavailable(f"the daemon did not start within {timeout:g}s", hint=f"see {log_dir / LOG_FILE}")
     return started
+
+
+def _failure(home: Path) -> DaemonUnavailable | None:
+    """The error a detached daemon left when it could not start, if any."""
+    try:
+        raw = json.loads((home / FAILED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    hint = raw.get("hint") or f"see {logs_dir(home) / LOG_FILE}"
+    return DaemonUnavailable(f"the daemon could not start: {raw.get('message')}", hint=hint)
 
 
 def _signal_daemon(home: Path, sig: int) -> DaemonInfo | None:

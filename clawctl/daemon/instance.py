@@ -18,6 +18,8 @@ from clawctl.errors import Conflict
 LOCK_FILE = "daemon.lock"
 INFO_FILE = "daemon.json"
 LOG_FILE = "daemon.log"
+FAILED_FILE = "daemon.failed"
+"""Written by a detached daemon that could not start: its error, for the waiting client."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ class InstanceLock:
         self.home = home
         self._lock = FileLock(str(home / LOCK_FILE))
 
-    def acquire(self) -> DaemonInfo:
-        """Take the lock and publish this process as the daemon. Raises Conflict if one runs."""
+    def acquire(self) -> None:
+        """Take the lock. Raises Conflict if another daemon holds it."""
         try:
             self._lock.acquire(timeout=0)
         except Timeout as exc:
@@ -67,6 +69,9 @@ class InstanceLock:
             who = f" (pid {other.pid})" if other else ""
             raise Conflict(f"a daemon is already running for {self.home}{who}",
                            hint="use `clawctl daemon status`, or `clawctl daemon stop` first") from exc
+
+    def publish(self) -> DaemonInfo:
+        """Announce this process as the daemon (clients wait for this: call it once ready)."""
         me = psutil.Process()
         from clawctl import __version__
 

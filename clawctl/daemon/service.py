@@ -128,8 +128,7 @@ def run_daemon(home: Path, *, detach: bool = False) -> int:
     # is starting observes the same state, so that is expected, not worth a warning.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     lock = InstanceLock(home)
-    info = lock.acquire()
-    log.info("daemon %s started (pid %d) for %s", info.version, info.pid, home)
+    lock.acquire()
     from clawctl.registry.engine import Registry
     from clawctl.runtime.launcher import ProcessLauncher
 
@@ -139,6 +138,8 @@ def run_daemon(home: Path, *, detach: bool = False) -> int:
         reconciler = Reconciler(registry, launcher, home=home)
         reconciler.restore()
         loop = Loop(reconciler)
+        info = lock.publish()  # only now: `daemon start` and `apply` wait for this
+        log.info("daemon %s started (pid %d) for %s", info.version, info.pid, home)
         loop.start()
         while True:
             received = signal.sigwaitinfo(_SIGNALS).si_signo

@@ -207,3 +207,15 @@ def test_notify_readiness_waits_for_the_agent_and_times_out(fleet: Fleet) -> Non
     assert any(e["reason"] == "StartTimeout" and e["target"] == "silent-0" for e in fleet.events())
     states = {a["id"]: a["state"] for a in fleet.agents()}
     assert states["talks-0"] == "Running"
+
+
+def test_daemon_start_on_a_foreign_registry_fails_at_once_and_clearly(fleet: Fleet) -> None:
+    (fleet.home / "registry.db").write_bytes(b"not a database at all\n" * 10)
+    started = time.monotonic()
+    run = fleet.cli("daemon", "start")
+    assert run.code == 1
+    assert "the daemon could not start: " in run.err and "is not a clawctl registry" in run.err
+    assert "Traceback" not in run.err
+    assert time.monotonic() - started < 10
+    assert read_info(fleet.home) is None
+    assert (fleet.home / "registry.db").read_bytes() == b"not a database at all\n" * 10
