@@ -18,7 +18,7 @@ def logs_command(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
     tail: Annotated[Optional[int], typer.Option("--tail", "-n", min=0, help="Only the last N lines.")] = None,
 ) -> int:
-    """Print an agent's log file (rotated copies are ``.1``, ``.2``… beside it)."""
+    """Print an agent's stdout and stderr (older, rotated copies sit beside it as .1, .2, …)."""
     from clawctl.cli.targets import parse_target
 
     _, name = parse_target(target, allowed=("agent",))
