@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from xml.etree import ElementTree as ET
 
 from clawctl.config.diagnostics import Diagnostic, Severity
 from clawctl.config.loader import LoadResult
@@ -142,6 +141,7 @@ def render_step_summary(diagnostics: Sequence[Diagnostic], summary: Summary, *, 
 
 def render_junit(results: Sequence[LoadResult], summary: Summary, *, strict: bool) -> str:
     """JUnit XML: one test case per file, a failure listing that file's findings."""
+    from xml.etree import ElementTree as ET
     by_file: dict[str, list[Diagnostic]] = {}
     for r in results:
         for name in r.files:
