@@ -39,6 +39,10 @@ def apply_command(
     fleet = load_fleet(combined)
     if fleet is None:
         return ExitCode.FAILED
+    if not dry_run:
+        from clawctl.cli.supervise import prestart_daemon
+
+        prestart_daemon()
     out = sys.stdout
     with Registry() as registry:
         change = plan_fleet(registry, fleet)

@@ -16,6 +16,16 @@ def autostart_enabled() -> bool:
     return os.environ.get(AUTOSTART_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def prestart_daemon() -> None:
+    """Begin starting the daemon (when autostart is on) so its start-up overlaps the command's
+    own work; ``notify_daemon`` later waits for it."""
+    if autostart_enabled():
+        from clawctl.daemon.client import launch_detached
+        from clawctl.home import clawctl_home
+
+        launch_detached(clawctl_home())
+
+
 def notify_daemon(out: TextIO) -> bool:
     """Start the daemon if needed (unless autostart is off) and wake it. True when one runs."""
     from clawctl.daemon.client import start_detached, wake

@@ -16,18 +16,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from clawctl.daemon.instance import FAILED_FILE, LOG_FILE, DaemonInfo, logs_dir, read_info
+from clawctl.daemon.instance import FAILED_FILE, LOCK_FILE, LOG_FILE, DaemonInfo, logs_dir, read_info
 from clawctl.errors import ClawctlError, DaemonUnavailable
 
 START_TIMEOUT = 15.0
 
 
 def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
-    """Start ``clawctl daemon run`` in the background for ``home`` (unless one runs) and wait
-    until it has published itself. Its output goes to ``logs/daemon.log``."""
+    """Start the daemon in the background for ``home`` (unless one runs or is starting) and
+    wait until it has published itself. Its output goes to ``logs/daemon.log``."""
     running = read_info(home)
     if running is not None:
         return running
+    launch_detached(home)
+    started = _poll(lambda: read_info(home) or _failure(home), timeout)
+    if isinstance(started, DaemonUnavailable):
+        raise started
+    if started is None:
+        raise DaemonUnavailable(f"the daemon did not start within {timeout:g}s",
+                                hint=f"see {logs_dir(home) / LOG_FILE}")
+    return started
+
+
+def launch_detached(home: Path) -> None:
+    """Begin starting the daemon without waiting for it (``start_detached`` waits): lets a
+    command overlap the daemon's start-up with its own work. No-op when one runs or starts."""
+    if read_info(home) is not None or _instance_locked(home):
+        return
     log_dir = logs_dir(home)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLAWCTL_HOME=str(home))
@@ -42,12 +57,19 @@ def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
     if launcher.returncode != 0:
         raise DaemonUnavailable(f"the daemon could not be started (exit {launcher.returncode})",
                                 hint=f"see {log_dir / LOG_FILE}")
-    started = _poll(lambda: read_info(home) or _failure(home), timeout)
-    if isinstance(started, DaemonUnavailable):
-        raise started
-    if started is None:
-        raise DaemonUnavailable(f"the daemon did not start within {timeout:g}s", hint=f"see {log_dir / LOG_FILE}")
-    return started
+
+
+def _instance_locked(home: Path) -> bool:
+    """A daemon holds the instance lock (it may still be starting, not yet published)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(home / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 def _failure(home: Path) -> DaemonUnavailable | None:

@@ -8,7 +8,6 @@ stop the daemon; agents keep running and the next daemon re-adopts them.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -116,10 +115,9 @@ def _configure_logging(home: Path, *, detach: bool) -> None:
     root.setLevel(logging.INFO)
 
 
-def run_daemon(home: Path, *, detach: bool = False) -> int:
-    """Run the daemon for ``home`` until SIGTERM/SIGINT. Returns the exit code."""
-    if detach and os.fork() > 0:
-        os._exit(0)  # the launcher's child exits at once; the daemon lives on in the grandchild
+def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
+    """Run the daemon for ``home`` (whose instance ``lock`` the caller holds) until SIGTERM or
+    SIGINT; ``detach`` only chooses where logs go. Returns the exit code."""
     # Signals are taken synchronously by the main thread (sigwaitinfo). They must be blocked
     # before any thread starts, so every thread inherits the mask and none swallows them.
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
@@ -127,8 +125,6 @@ def run_daemon(home: Path, *, detach: bool = False) -> int:
     # A wake-up that lands while a pass is starting is "skipped" by APScheduler; the pass that
     # is starting observes the same state, so that is expected, not worth a warning.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    lock = InstanceLock(home)
-    lock.acquire()
     from clawctl.registry.engine import Registry
     from clawctl.runtime.launcher import ProcessLauncher
 
