@@ -1074,11 +1074,11 @@ def print_crash(targets: list[Target], notes: dict[str, Any], pool: int, kills: 
     if ready:
         ours = [s.running for s in targets[0].samples if s.running is not None]
         p50 = percentile(ours, 50) * 1000 if ours else float("nan")
-        print(f"   exec'd = runs the echo command; said = the agent said it is ready (clawctl: mtime of the ready")
-        print(f"   file notify_ready() touched; supervisord: mtime of its stdout log after the start line, printed")
-        print(f"   just before notify_ready()); seen = clawctl's Ready event (the daemon saw the note); READY = the")
-        print(f"   tool reports the slot ready on the new pid (clawctl: registry row Running, polled ~1 ms;")
-        print(f"   supervisord: RUNNING over XML-RPC, polled ~1 ms, startsecs=1 default: a timer).")
+        print("   exec'd = runs the echo command; said = the agent said it is ready (clawctl: mtime of the ready")
+        print("   file notify_ready() touched; supervisord: mtime of its stdout log after the start line, printed")
+        print("   just before notify_ready()); seen = clawctl's Ready event (the daemon saw the note); READY = the")
+        print("   tool reports the slot ready on the new pid (clawctl: registry row Running, polled ~1 ms;")
+        print("   supervisord: RUNNING over XML-RPC, polled ~1 ms, startsecs=1 default: a timer).")
         print(f"   clawctl READY p50 {p50:.1f} ms: target < {READY_BAR_MS:g} ms "
               f"{'MET' if p50 < READY_BAR_MS else 'NOT MET'}")
         print(f"   clawctl events: {notes.get('clawctl events')}")
@@ -1108,7 +1108,7 @@ def print_ready(n: int, ours: dict[str, Any], theirs: dict[str, Any] | None, idl
     print(f"   {'':24} {'clawctl':>32}   {'supervisord':>32}")
     for label, cell in rows:
         print(f"   {label:24} {cell(ours):>32}   {cell(theirs) if theirs else '-':>32}")
-    print(f"   clawctl: the whole `clawctl apply f.yaml --wait` (it starts the daemon; readiness notify: Running")
+    print("   clawctl: the whole `clawctl apply f.yaml --wait` (it starts the daemon; readiness notify: Running")
     print(f"   only once the agent said so). clawctl timeline: daemon process created {sec(ours.get('daemon_up_s'))},")
     print(f"   first agent started {sec(ours.get('first_started_s'))}, last started {sec(ours.get('last_started_s'))}, "
           f"last Ready event {sec(ours.get('seen_last_s'))}.")

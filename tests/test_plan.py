@@ -8,7 +8,7 @@ import pytest
 
 from clawctl.config.normalize import content_hash, fleet_to_documents
 from clawctl.plan import ABSENT, FieldChange, FleetSnapshot, Op, diff_values, plan, plan_delete, plan_documents
-from tests.builders import fleet_docs, pool_doc
+from tests.builders import fleet_docs
 from tests.registry.fleets import load
 
 

@@ -7,12 +7,12 @@ holds the model only when there is no error.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from clawctl.config.diagnostics import Diagnostic, Location, Severity
-from clawctl.config.model import Fleet, UnitValueError
+from clawctl.config.model import Fleet
 from clawctl.config.schema import fast_validator, detailed_validator
 from clawctl.config.schema_errors import schema_errors
 from clawctl.config.semantics import Finding, HostFacts, check_fleet

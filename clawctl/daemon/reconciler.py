@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clawctl.config.build import build_pool
-from clawctl.config.model import AgentPool
+from clawctl.config.model import AgentPool, FailoverStrategy
 from clawctl.daemon.convergence import spec_hash
 from clawctl.daemon.records import AgentRecord, DesiredFleet, Event
 from clawctl.errors import ClawctlError
-from clawctl.policies.restart import ExitInfo, RestartHistory, classify_exit, decide_restart
+from clawctl.policies.restart import ExitInfo, classify_exit, decide_restart
 from clawctl.policies.supervision import (
     ACTIVE,
     AgentState,
@@ -47,9 +47,9 @@ READY_FILE = ".clawctl-ready"
 ADOPTED_STOP_GRACE = 5.0
 """Grace left to an agent found mid-stop by a new daemon when its pool is gone."""
 ADOPTED_CHECK_INTERVAL = 1.0
+"""Seconds between liveness checks of processes the daemon did not spawn itself."""
 ADOPTED_CHECK_SLICE = 200
 """At most this many adopted agents are verified per check (1000 adopted: each within 5 s)."""
-"""Seconds between liveness checks of processes the daemon did not spawn itself."""
 DEFAULT_START_CONCURRENCY = 32
 QUOTA_CHECK_INTERVAL = 5.0
 """Seconds between measurements of agents with a disk quota (the walk itself is rate-limited too)."""
@@ -335,8 +335,8 @@ class Reconciler:
                 model = build_pool(name, document["spec"], {})
                 desired = DesiredPool(
                     name=name, replicas=model.replicas, spec_hash=digest,
-                    standbys=model.policies.failover.standbys if model.policies.failover.strategy.value
-                    == "hot-standby" else 0,
+                    standbys=model.policies.failover.standbys
+                    if model.policies.failover.strategy is FailoverStrategy.HOT_STANDBY else 0,
                     priority=model.priority, depends_on=model.depends_on,
                     max_unavailable=resolve_max_unavailable(model.policies.rollout.max_unavailable, model.replicas),
                 )
