@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from clawctl.policies.session_lifecycle import CloseReason, SessionState
+
 
 class RevisionKind(str, Enum):
     APPLY = "apply"
@@ -76,3 +78,100 @@ class FleetStatus:
     description: str
     pools: tuple[PoolStatus, ...]
     policies: tuple[str, ...]
+
+
+# Sessions (clawctl/registry/sessions.py). States and close reasons are the
+# lifecycle policy's own enums, so the store and the decisions cannot drift.
+
+
+class HistoryRole(str, Enum):
+    """Who wrote a history entry."""
+
+    USER = "user"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A ``sessions`` row without its state blob (``get_state`` reads that)."""
+
+    id: str
+    fleet_id: int
+    pool: str
+    agent_id: str | None
+    """The owner; None while nobody owns it (Orphaned, or its agent row is gone)."""
+    key: str | None
+    state: SessionState
+    version: int
+    """Number of state writes; ``set_state`` compares and sets it."""
+    state_size: int
+    """Bytes of the state as canonical JSON (0 without state)."""
+    history_len: int
+    """Entries appended so far; also the seq of the newest entry."""
+    created_at: datetime
+    last_activity_at: datetime
+    """Last real interaction (message or reply); ``created_at`` until the first one."""
+    closing_deadline: datetime | None
+    close_reason: CloseReason | None
+    closed_at: datetime | None
+    parent_id: str | None
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """A session's state and the version to pass back to ``set_state``."""
+
+    data: Any
+    version: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    session_id: str
+    seq: int
+    """1, 2, 3… per session, in append order."""
+    at: datetime
+    role: HistoryRole
+    content: Any
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    """Which sessions ``list_sessions`` returns; empty ``states`` means every state.
+
+    Index-backed: ``fleet_id`` + ``pool``, or ``agent_id``, or neither (all fleets);
+    ``key`` and ``parent_id`` narrow further.
+    """
+
+    fleet_id: int | None = None
+    pool: str | None = None
+    agent_id: str | None = None
+    states: tuple[SessionState, ...] = ()
+    key: str | None = None
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionCursor:
+    """Keyset position: the last row of the previous page."""
+
+    created_at: datetime
+    id: str
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    rows: tuple[SessionRow, ...]
+    next: SessionCursor | None
+    """Pass as ``after`` for the next page; None when this page is the last."""
+
+
+@dataclass(frozen=True)
+class DueSession:
+    """A session that must end (or finish closing), as ``session_lifecycle.due_sessions`` decides."""
+
+    session_id: str
+    reason: CloseReason
+    at: datetime
+    """The deadline that passed."""

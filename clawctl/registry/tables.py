@@ -2,8 +2,8 @@
 
 Migrations in ``migrations/versions`` create exactly these; a test compares
 the two. Desired state: ``fleets``, ``revisions``, ``pools``, ``policies``.
-Runtime records that the daemon issues fill: ``agents``, ``sessions``,
-``messages``, ``audit``.
+Runtime records that the daemon issues fill: ``agents``, ``sessions`` (and
+their ``session_history``), ``messages``, ``audit``.
 """
 
 from __future__ import annotations
@@ -137,7 +137,30 @@ sessions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_activity_at", UTCDateTime, nullable=False),
     sa.Column("closed_at", UTCDateTime, nullable=True),
+    # 0004: a row-level session store (clawctl/registry/sessions.py).
+    sa.Column("version", sa.Integer, nullable=False, server_default="0", doc="state writes; compare-and-set"),
+    sa.Column("state_size", sa.Integer, nullable=False, server_default="0", doc="bytes of the state as JSON"),
+    sa.Column("history_len", sa.Integer, nullable=False, server_default="0", doc="seq of the newest history entry"),
+    sa.Column("closing_deadline", UTCDateTime, nullable=True),
+    sa.Column("close_reason", sa.String(32), nullable=True),
+    sa.Column("parent_id", sa.String(64), nullable=True, doc="not a foreign key: pruning a parent keeps the link"),
     sa.Index(None, "fleet_id", "pool", "key"),
+    sa.Index(None, "fleet_id", "pool", "state", "created_at", "id"),
+    sa.Index(None, "fleet_id", "pool", "state", "last_activity_at"),
+    sa.Index(None, "fleet_id", "pool", "state", "closing_deadline"),
+    sa.Index(None, "agent_id", "state", "created_at", "id"),
+    sa.Index(None, "state", "created_at", "id"),
+    sa.Index(None, "state", "closed_at"),
+    sa.Index(None, "parent_id"),
+)
+
+session_history = sa.Table(
+    "session_history", metadata,
+    sa.Column("session_id", sa.String(64), sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False, doc="user, agent or system"),
+    sa.Column("content", sa.JSON, nullable=False),
 )
 
 messages = sa.Table(
@@ -156,6 +179,9 @@ messages = sa.Table(
     sa.Column("delivered_at", UTCDateTime, nullable=True),
     sa.Column("acked_at", UTCDateTime, nullable=True),
     sa.Index(None, "recipient", "state"),
+    # 0004: deleting a session sets its messages' session_id to NULL; without this
+    # index every pruned session would scan the messages table.
+    sa.Index(None, "session_id"),
 )
 
 audit = sa.Table(
