@@ -31,8 +31,8 @@ def logs_command(
         while follow:
             if not _copy(fh):
                 time.sleep(0.2)
-                if _rotated(fh, path):
-                    fh = path.open("rb")  # noqa: SIM115 - replaced and closed on the next turn
+                if _truncated(fh, path):
+                    fh.seek(0)  # rotation copies the log aside and truncates it in place
     return ExitCode.OK
 
 
@@ -78,7 +78,7 @@ def _write_tail(fh: BinaryIO, lines: int) -> None:
     fh.seek(size)
 
 
-def _rotated(fh: BinaryIO, path: Path) -> bool:
+def _truncated(fh: BinaryIO, path: Path) -> bool:
     try:
         return os.stat(path).st_size < fh.tell()
     except OSError:
