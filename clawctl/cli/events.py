@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -11,11 +12,16 @@ import typer
 from clawctl.errors import ExitCode
 
 
+class EventsFormat(str, Enum):
+    TABLE = "table"
+    JSON = "json"
+
+
 def events_command(
     fleet: Annotated[Optional[str], typer.Option("--fleet", help="Only this fleet.")] = None,
     target: Annotated[Optional[str], typer.Option("--agent", help="Only this agent (or pool) id.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many of the newest events.")] = 50,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    output: Annotated[EventsFormat, typer.Option("--output", "-o", help="Output format.")] = EventsFormat.TABLE,
 ) -> int:
     """Show the newest supervision events, oldest first."""
     from clawctl.cli.render.table import format_table
@@ -24,7 +30,7 @@ def events_command(
 
     with Registry() as registry, registry.reading() as conn:
         rows = store.recent_events(conn, fleet=fleet, target=target, limit=limit) if conn is not None else []
-    if output == "json":
+    if output is EventsFormat.JSON:
         data = [{"at": r["at"].isoformat().replace("+00:00", "Z"), "fleet": r["fleet"], "target": r["target"],
                  "reason": r["reason"], "level": r["level"], "message": r["message"]} for r in rows]
         sys.stdout.write(json.dumps({"version": 1, "events": data}, indent=2) + "\n")

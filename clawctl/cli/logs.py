@@ -37,14 +37,17 @@ def logs_command(
 
 
 def _find_log(name: str) -> Path:
-    from clawctl.daemon.reconciler import agent_log_dir
+    from clawctl.daemon.paths import agent_log_dir, agent_logs_root
     from clawctl.home import clawctl_home
     from clawctl.runtime.logs import log_path
 
     home = clawctl_home()
     fleet, _, agent = name.rpartition("/")
-    root = home / "logs" / "agents"
-    fleets = [fleet] if fleet else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if fleet:
+        fleets = [fleet]
+    else:
+        root = agent_logs_root(home)
+        fleets = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     found = [log_path(agent_log_dir(home, f), agent) for f in fleets]
     found = [p for p in found if p.exists()]
     if not found:

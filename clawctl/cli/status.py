@@ -67,15 +67,7 @@ def _render(pool: str | None, output: StatusFormat) -> str:
             import json
 
             return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-        from ruamel.yaml import YAML
-
-        import io
-
-        yaml = YAML(typ="safe", pure=True)
-        yaml.default_flow_style = False
-        buffer = io.StringIO()
-        yaml.dump(data, buffer)
-        return buffer.getvalue()
+        return render.render_yaml(data)
     colors = palette(use_color(sys.stdout))
     parts = [render.render_status_table(fleets, colors=colors, where=where)]
     for fleet in fleets:

@@ -7,18 +7,17 @@ the daemon plans toward.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clawctl.policies.supervision import AgentState
+from clawctl.config.normalize import canonical_json
+from clawctl.policies.supervision import AgentState, standby_slots
 
 
 def spec_hash(document: dict[str, Any]) -> str:
     """Identity of a pool's spec: agents running another hash are replaced (rollout)."""
-    spec = document.get("spec", {})
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(document.get("spec", {})).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentVie
         spec = document["spec"]
         replicas = int(spec.get("replicas", 1))
         failover = spec.get("failover", {})
-        standbys = int(failover.get("standbys", 0)) if failover.get("strategy") == "hot-standby" else 0
+        standbys = standby_slots(str(failover.get("strategy", "")), int(failover.get("standbys", 0)))
         digest = spec_hash(document)
         rows = by_pool.get(name, [])
         current = [a for a in rows if a.state == AgentState.RUNNING.value and a.spec_hash == digest]

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clawctl.config.build import build_pool
-from clawctl.config.model import AgentPool, FailoverStrategy
+from clawctl.config.model import AgentPool
 from clawctl.daemon.convergence import spec_hash
+from clawctl.daemon.paths import agent_log_dir, agent_workdir, ready_file
 from clawctl.daemon.records import AgentRecord, DesiredFleet, Event
 from clawctl.errors import ClawctlError
 from clawctl.policies.restart import ExitInfo, classify_exit, decide_restart
@@ -32,6 +33,7 @@ from clawctl.policies.supervision import (
     StopReason,
     plan_processes,
     resolve_max_unavailable,
+    standby_slots,
 )
 from clawctl.registry import supervision as store
 from clawctl.runtime.launcher import Launcher
@@ -43,7 +45,6 @@ READY_AFTER = 0.3
 """Seconds an agent must stay up after spawn to count as running (readiness: process)."""
 READY_POLL = 0.02
 """While an agent with readiness: notify is starting, how often to look for its ready file."""
-READY_FILE = ".clawctl-ready"
 ADOPTED_STOP_GRACE = 5.0
 """Grace left to an agent found mid-stop by a new daemon when its pool is gone."""
 ADOPTED_CHECK_INTERVAL = 1.0
@@ -122,7 +123,7 @@ class Reconciler:
             if row.pid is not None and row.process_started is not None and state in ACTIVE:
                 proc = self.launcher.adopt(row.pid, row.process_started, agent_id=row.agent_id,
                                            limits=pool.policies.isolation if pool else None,
-                                           workdir=self._workdir(row.fleet, row.agent_id),
+                                           workdir=agent_workdir(self.home, row.fleet, row.agent_id),
                                            log_dir=agent_log_dir(self.home, row.fleet))
                 if proc is not None:
                     stopping = state is AgentState.STOPPING
@@ -249,7 +250,7 @@ class Reconciler:
         if model is None or not notify:
             ready = now - started >= READY_AFTER
         else:
-            ready = self._ready_file(record.fleet, record.agent_id).exists()
+            ready = ready_file(self.home, record.fleet, record.agent_id).exists()
             if not ready and now - started >= model.policies.health.start_timeout and record.process is not None:
                 self._event(record, "StartTimeout", f"not ready within {model.policies.health.start_timeout:g}s; "
                                                     "killing it", "warning")
@@ -262,9 +263,6 @@ class Reconciler:
             self._dirty.add(record.key)
             if notify:
                 self._event(record, "Ready", f"said ready after {now - started:.3f}s")
-
-    def _ready_file(self, fleet: str, agent_id: str) -> Path:
-        return self._workdir(fleet, agent_id) / READY_FILE
 
     def _check_disk_quotas(self, now: float) -> None:
         """Stop agents whose workdir outgrew their disk quota (monitored, never kernel-enforced)."""
@@ -335,8 +333,7 @@ class Reconciler:
                 model = build_pool(name, document["spec"], {})
                 desired = DesiredPool(
                     name=name, replicas=model.replicas, spec_hash=digest,
-                    standbys=model.policies.failover.standbys
-                    if model.policies.failover.strategy is FailoverStrategy.HOT_STANDBY else 0,
+                    standbys=standby_slots(model.policies.failover.strategy.value, model.policies.failover.standbys),
                     priority=model.priority, depends_on=model.depends_on,
                     max_unavailable=resolve_max_unavailable(model.policies.rollout.max_unavailable, model.replicas),
                 )
@@ -392,10 +389,11 @@ class Reconciler:
         previous = self.records.get(key)
         env = dict(model.env)
         env.update({"CLAWCTL_AGENT_ID": agent_id, "CLAWCTL_POOL": pool_name, "CLAWCTL_FLEET": fleet.name,
-                    "CLAWCTL_HOME": str(self.home), "CLAWCTL_READY_FILE": str(self._ready_file(fleet.name, agent_id))})
+                    "CLAWCTL_HOME": str(self.home),
+                    "CLAWCTL_READY_FILE": str(ready_file(self.home, fleet.name, agent_id))})
         spec = LaunchSpec(
             agent_id=agent_id, argv=model.command, env=env,
-            workdir=self._workdir(fleet.name, agent_id), log_dir=agent_log_dir(self.home, fleet.name),
+            workdir=agent_workdir(self.home, fleet.name, agent_id), log_dir=agent_log_dir(self.home, fleet.name),
             limits=model.policies.isolation, cgroup_parent=f"clawctl/{fleet.name}",
         )
         base = previous or AgentRecord(fleet=fleet.name, fleet_id=fleet.fleet_id, agent_id=agent_id, pool=pool_name,
@@ -403,7 +401,7 @@ class Reconciler:
         self._dirty.add(key)
         try:
             spec.workdir.mkdir(parents=True, exist_ok=True)
-            self._ready_file(fleet.name, agent_id).unlink(missing_ok=True)  # a note from the previous run
+            ready_file(self.home, fleet.name, agent_id).unlink(missing_ok=True)  # a note from the previous run
             proc = self.launcher.spawn(spec)
         except (ClawctlError, OSError, ValueError) as exc:
             message = getattr(exc, "message", str(exc))
@@ -420,9 +418,6 @@ class Reconciler:
         self._by_pid[proc.pid] = key
         self._event(record, "Started", f"pid {proc.pid}" + (f" (restart {restarts})" if previous else ""))
         return True
-
-    def _workdir(self, fleet: str, agent_id: str) -> Path:
-        return self.home / "agents" / fleet / agent_id
 
     def _forget_unwanted(self) -> None:
         """Drop records without a process whose slot is no longer desired (pool removed or
@@ -521,11 +516,6 @@ class Reconciler:
         self._removed.clear()
         self._events.clear()
         return True
-
-
-def agent_log_dir(home: Path, fleet: str) -> Path:
-    """Where the agents of ``fleet`` write stdout and stderr."""
-    return home / "logs" / "agents" / fleet
 
 
 def _matches(record: AgentRecord, target: str) -> bool:

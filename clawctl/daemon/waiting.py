@@ -21,7 +21,7 @@ def fleet_progress(registry: Registry, fleet: str) -> list[PoolProgress]:
             return []
         head = next((h for h in store.fleet_heads(conn) if h.name == fleet), None)
         documents = store.pool_documents(conn, head.fleet_id) if head else []
-        rows = [r for r in store.load_agents(conn) if r.fleet == fleet]
+        rows = store.load_agents(conn, fleet=fleet)
     views = [AgentView(r.pool, r.slot, r.state, r.spec_hash) for r in rows]
     progress = pool_progress(documents, views)
     names = {p.pool for p in progress}

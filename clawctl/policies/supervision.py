@@ -89,6 +89,11 @@ class ProcessPlan:
         return not self.starts and not self.stops
 
 
+def standby_slots(strategy: str, standbys: int) -> int:
+    """Extra slots a pool keeps warm: its ``standbys``, but only under the hot-standby strategy."""
+    return standbys if strategy == "hot-standby" else 0
+
+
 def agent_id(pool: str, slot: int) -> str:
     """The stable name of a pool's slot: ``support-3``."""
     return f"{pool}-{slot}"

@@ -77,9 +77,11 @@ def agent_key(fleet: str, agent_id: str) -> str:
     return f"{fleet}/{agent_id}"
 
 
-def load_agents(conn: Connection) -> list[AgentRow]:
-    """Every agent row, with its fleet's name."""
+def load_agents(conn: Connection, *, fleet: str | None = None) -> list[AgentRow]:
+    """Every agent row (of ``fleet`` only, when given), with its fleet's name."""
     query = sa.select(agents, fleets.c.name.label("fleet_name")).join(fleets, fleets.c.id == agents.c.fleet_id)
+    if fleet is not None:
+        query = query.where(fleets.c.name == fleet)
     out = []
     for r in conn.execute(query).mappings():
         out.append(AgentRow(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from clawctl.cli.errors import run_guarded
-from clawctl.daemon.reconciler import agent_log_dir
+from clawctl.daemon.paths import agent_log_dir
 from clawctl.runtime.logs import log_path
 
 

@@ -135,13 +135,18 @@ def render_status_json(fleets: Sequence[FleetStatus]) -> str:
 
 
 def render_status_yaml(fleets: Sequence[FleetStatus]) -> str:
+    return render_yaml(status_data(fleets))
+
+
+def render_yaml(data: Any) -> str:
+    """Block-style YAML of JSON-ready ``data``, keys in the order given."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep our key order
     buffer = io.StringIO()
-    yaml.dump(status_data(fleets), buffer)
+    yaml.dump(data, buffer)
     return buffer.getvalue()
 
 
