@@ -15,15 +15,13 @@ from clawctl.errors import ClawctlError, ExitCode
 
 def print_error(message: str, hint: str | None = None) -> None:
     """Write ``error: …`` (and ``hint: …``) to stderr, colored on a terminal."""
+    from clawctl.cli.render.style import palette, use_color
+
     stream = sys.stderr
-    if stream.isatty():
-        stream.write(f"\x1b[1;31merror:\x1b[0m {message}\n")
-        if hint:
-            stream.write(f"\x1b[2mhint:\x1b[0m {hint}\n")
-    else:
-        stream.write(f"error: {message}\n")
-        if hint:
-            stream.write(f"hint: {hint}\n")
+    c = palette(use_color(stream))
+    stream.write(f"{c.bold}{c.red}error:{c.reset} {message}\n")
+    if hint:
+        stream.write(f"{c.dim}hint:{c.reset} {hint}\n")
     stream.flush()
 
 

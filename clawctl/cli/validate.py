@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from clawctl.cli.options import FileOption, PathsArgument, collect_paths
+from clawctl.cli.render.style import use_color
 from clawctl.errors import ExitCode
 
 
@@ -50,10 +51,6 @@ def validate_command(
     elif output_format is ReportFormat.JUNIT:
         text = render.render_junit(results, summary, strict=strict)
     else:
-        text = render.render_text(diagnostics, summary, strict=strict, color=_color(sys.stdout))
+        text = render.render_text(diagnostics, summary, strict=strict, color=use_color(sys.stdout))
     sys.stdout.write(text)
     return ExitCode.OK if summary.valid else ExitCode.FAILED
-
-
-def _color(stream: object) -> bool:
-    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from clawctl.cli.render.style import palette
 from clawctl.config.diagnostics import Diagnostic, Severity
 from clawctl.config.loader import LoadResult
 
@@ -61,9 +62,9 @@ def summary_line(summary: Summary) -> str:
 
 def render_text(diagnostics: Sequence[Diagnostic], summary: Summary, *, strict: bool, color: bool) -> str:
     """``file:line:col: error: message [path]`` lines, hints below, a summary line last."""
-    red, yellow, dim, bold, green, reset = (
-        ("\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[1m", "\x1b[32m", "\x1b[0m") if color else ("",) * 6
-    )
+    colors = palette(color)
+    red, yellow, dim, bold, green, reset = (colors.red, colors.yellow, colors.dim, colors.bold, colors.green,
+                                            colors.reset)
     lines: list[str] = []
     for d in diagnostics:
         sev = _severity(d, strict)
