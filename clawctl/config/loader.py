@@ -49,8 +49,9 @@ def host_facts() -> HostFacts:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         memory = 1 << 62
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return HostFacts(memory_bytes=memory, cpu_millis=cores * 1000)
+    from clawctl.parallel import usable_cores
+
+    return HostFacts(memory_bytes=memory, cpu_millis=usable_cores() * 1000)
 
 
 def load_paths(paths: list[str], *, host: HostFacts | None = None) -> LoadResult:

@@ -31,11 +31,9 @@ class DaemonInfo:
 
     def alive(self) -> bool:
         """The recorded process still runs (same pid and same start time)."""
-        try:
-            proc = psutil.Process(self.pid)
-            return abs(proc.create_time() - self.create_time) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
+        from clawctl.runtime.identity import is_running
+
+        return is_running(self.pid, self.create_time)
 
 
 def logs_dir(home: Path) -> Path:
