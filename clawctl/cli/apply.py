@@ -67,7 +67,7 @@ def apply_command(
 def _supervise(fleet: str, *, wait: bool, timeout: float) -> int:
     from clawctl.cli.supervise import notify_daemon, wait_for_fleet
 
-    running = notify_daemon(sys.stdout)
+    running = notify_daemon()
     if wait and running:
         wait_for_fleet(fleet, timeout=timeout, out=sys.stdout)
     return ExitCode.OK

@@ -53,5 +53,5 @@ def rollback_command(
                   f"(content of revision {revision}; {render.done_text(outcome.plan)})\n")
         from clawctl.cli.supervise import notify_daemon
 
-        notify_daemon(out)
+        notify_daemon()
     return ExitCode.OK

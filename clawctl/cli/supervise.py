@@ -26,7 +26,7 @@ def prestart_daemon() -> None:
         launch_detached(clawctl_home())
 
 
-def notify_daemon(out: TextIO) -> bool:
+def notify_daemon() -> bool:
     """Start the daemon if needed (unless autostart is off) and wake it. True when one runs."""
     from clawctl.daemon.client import start_detached, wake
     from clawctl.home import clawctl_home
