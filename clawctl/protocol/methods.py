@@ -97,6 +97,9 @@ class EventSpec:
 ID_LENGTH = 128
 """Longest agent, pool, fleet, session or message id accepted in params."""
 
+KEY_LENGTH = 255
+"""Longest session key (the registry's ``sessions.key`` column)."""
+
 TOKEN_LENGTH = 256
 """Longest token accepted in ``hello`` (tokens are 43 characters; the bound keeps hashing cheap)."""
 
@@ -120,13 +123,15 @@ _TABLE: tuple[MethodSpec, ...] = (
     _method("sessions.open", Callers.BOTH, "Open a session in a pool, placed by its balancing strategy; "
                                            "agents are checked against the CommunicationPolicy.",
             pool=_ID, fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="default: the only fleet"),
-            key=Param(Kind.STR, required=False, max_length=1024, doc="consistent-hash key (sticky)")),
+            key=Param(Kind.STR, required=False, max_length=KEY_LENGTH, doc="consistent-hash key (sticky)")),
     _method("sessions.send", Callers.BOTH, "Send a message to a session's owner and wait for its reply.",
             session=_SESSION, message=Param(Kind.ANY, doc="any JSON value"),
             timeout=Param(Kind.NUMBER, required=False, minimum=0, maximum=3600, doc="seconds to wait for the reply")),
     _method("sessions.reply", Callers.AGENT, "Answer a message of a session the agent owns.",
             session=_SESSION, message_id=Param(Kind.STR, max_length=ID_LENGTH, doc="the message answered"),
-            message=Param(Kind.ANY, doc="any JSON value")),
+            message=Param(Kind.ANY, required=False, doc="any JSON value (the reply)"),
+            error=Param(Kind.STR, required=False, max_length=1024,
+                        doc="instead of message: the agent failed to handle it (one sentence)")),
     _method("sessions.show", Callers.BOTH, "A session's state and history (agents: own sessions only).",
             session=_SESSION, history=Param(Kind.INT, required=False, minimum=0, maximum=10_000,
                                             doc="latest entries of history to include")),

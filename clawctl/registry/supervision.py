@@ -44,6 +44,7 @@ class AgentRow:
     message: str | None
     enforcement: dict[str, str] | None
     updated_at: datetime | None = None
+    token_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def load_agents(conn: Connection, *, fleet: str | None = None) -> list[AgentRow]
             spec_hash=r["spec_hash"], restarts=r["restarts"], last_exit_code=r["last_exit_code"],
             last_exit_reason=r["last_exit_reason"], started_at=r["started_at"], next_start_at=r["next_start_at"],
             message=r["message"], enforcement=r["enforcement"], updated_at=r["updated_at"],
+            token_digest=r["token_digest"],
         ))
     return out
 
@@ -110,7 +112,7 @@ def save_agents(conn: Connection, rows: Sequence[AgentRow], removed: Iterable[st
             "process_started": r.process_started, "spec_hash": r.spec_hash, "restarts": r.restarts,
             "last_exit_code": r.last_exit_code, "last_exit_reason": r.last_exit_reason,
             "started_at": r.started_at, "next_start_at": r.next_start_at, "message": r.message,
-            "enforcement": r.enforcement, "updated_at": now,
+            "enforcement": r.enforcement, "updated_at": now, "token_digest": r.token_digest,
         }
         if key in existing:
             conn.execute(sa.update(agents).where(agents.c.id == key).values(**values))

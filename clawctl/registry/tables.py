@@ -122,6 +122,8 @@ agents = sa.Table(
     sa.Column("next_start_at", sa.Float, nullable=True, doc="when a BackOff restart is due"),
     sa.Column("message", sa.Text, nullable=True, doc="why the agent is in its state (e.g. CrashLoop)"),
     sa.Column("enforcement", sa.JSON, nullable=True, doc="quota name → enforced | monitored | unlimited"),
+    # 0005: the control socket authenticates re-adopted agents by this (never the token itself).
+    sa.Column("token_digest", sa.String(64), nullable=True),
     sa.Index(None, "fleet_id", "pool"),
 )
 

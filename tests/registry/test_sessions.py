@@ -351,7 +351,7 @@ def test_sessions_written_at_0003_survive_the_upgrade_and_the_downgrade(
     registry.close()
     with Registry(registry_url, home=clawctl_home) as reg:
         with reg.writing() as c:  # upgrades first
-            assert migrate.schema_state(c, where="test") == (migrate.SchemaState.CURRENT, "0004")
+            assert migrate.schema_state(c, where="test") == (migrate.SchemaState.CURRENT, migrate.HEAD)
             old1 = store.get_session(c, "old1")
             assert (old1.agent_id, old1.key, old1.state, old1.last_activity_at, old1.version, old1.history_len) == (
                 A0, "k", SessionState.OPEN, at(5), 0, 0)
