@@ -34,7 +34,8 @@ def _root(
 
 def build_app() -> typer.Typer:
     """The CLI with every command registered (explicitly, no import side effects)."""
-    from clawctl.cli import apply, daemon, delete, diff, events, history, logs, retry, rollback, schema, status, validate
+    from clawctl.cli import (apply, daemon, delete, diff, events, history, logs, retry, rollback, schema, sessions,
+                             status, validate)
 
     app = typer.Typer(
         name="clawctl",
@@ -56,4 +57,5 @@ def build_app() -> typer.Typer:
     app.command("logs")(logs.logs_command)
     app.command("retry")(retry.retry_command)
     app.add_typer(daemon.daemon_app, name="daemon")
+    app.add_typer(sessions.sessions_app, name="sessions")
     return app

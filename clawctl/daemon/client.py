@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from clawctl.daemon.instance import FAILED_FILE, LOCK_FILE, LOG_FILE, DaemonInfo, logs_dir, read_info
 from clawctl.errors import ClawctlError, DaemonUnavailable
+from clawctl.protocol.connection import Connection
 
 START_TIMEOUT = 15.0
 
@@ -127,3 +128,21 @@ def _poll(check: Callable[[], T], timeout: float, interval: float = 0.02) -> T |
         if time.monotonic() >= deadline:
             return None
         time.sleep(interval)
+
+
+def operator_connection(home: Path, *, timeout: float = 10.0) -> Connection:
+    """A connection to the daemon of ``home`` that said hello as the operator.
+
+    ``DaemonUnavailable`` when no daemon listens; ``Unauthenticated`` when run from
+    inside an agent or as another user.
+    """
+    import clawctl
+    from clawctl.daemon.paths import control_socket
+
+    conn = Connection.connect(control_socket(home), timeout=timeout)
+    try:
+        conn.hello(client=f"clawctl-cli/{clawctl.__version__}", timeout=timeout)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

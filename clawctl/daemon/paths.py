@@ -25,3 +25,11 @@ def agent_log_dir(home: Path, fleet: str) -> Path:
 def ready_file(home: Path, fleet: str, agent_id: str) -> Path:
     """The file a ``readiness: notify`` agent creates to say it is ready ($CLAWCTL_READY_FILE)."""
     return agent_workdir(home, fleet, agent_id) / READY_FILE
+
+
+CONTROL_SOCKET = "control.sock"
+
+
+def control_socket(home: Path) -> Path:
+    """The daemon's control socket ($CLAWCTL_SOCKET for agents; the CLI connects here)."""
+    return home / CONTROL_SOCKET

@@ -15,16 +15,18 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from clawctl.config.build import build_pool
 from clawctl.config.model import AgentPool
+from clawctl.daemon.control.directory import AgentView, Directory, PoolView
 from clawctl.daemon.convergence import spec_hash
-from clawctl.daemon.paths import agent_log_dir, agent_workdir, ready_file
+from clawctl.daemon.paths import agent_log_dir, agent_workdir, control_socket, ready_file
 from clawctl.daemon.records import AgentRecord, DesiredFleet, Event
 from clawctl.errors import ClawctlError
 from clawctl.policies.restart import ExitInfo, classify_exit, decide_restart
+from clawctl.protocol.auth import ProcessStamp, new_token, token_digest
 from clawctl.policies.supervision import (
     ACTIVE,
     AgentState,
@@ -77,13 +79,17 @@ class Reconciler:
     """Owns the daemon's view of every agent and moves it toward the registry's desired state."""
 
     def __init__(self, registry: Registry, launcher: Launcher, *, home: Path, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None, start_concurrency: int = DEFAULT_START_CONCURRENCY) -> None:
+                 rng: random.Random | None = None, start_concurrency: int = DEFAULT_START_CONCURRENCY,
+                 directory: Directory | None = None) -> None:
         self.registry = registry
         self.launcher = launcher
         self.home = home
         self.clock = clock
         self.rng = rng or random.Random()
         self.start_concurrency = start_concurrency
+        self.directory = directory
+        """Where the control server learns of live agents and reports their signs of life."""
+        self._published: tuple[Any, ...] | None = None
         self.records: dict[str, AgentRecord] = {}
         self.desired: dict[str, DesiredFleet] = {}
         self._heads: tuple[tuple[int, str, int | None], ...] | None = None
@@ -119,6 +125,7 @@ class Reconciler:
                 state=state, spec_hash=row.spec_hash or "", started_at=row.started_at,
                 next_start_at=row.next_start_at, restarts=row.restarts, last_exit=row.last_exit_reason,
                 last_exit_code=row.last_exit_code, message=row.message or "", enforcement=row.enforcement,
+                token_digest=row.token_digest,
             )
             if row.pid is not None and row.process_started is not None and state in ACTIVE:
                 proc = self.launcher.adopt(row.pid, row.process_started, agent_id=row.agent_id,
@@ -154,10 +161,12 @@ class Reconciler:
             self._run_commands(now)
             self._refresh_desired()
         self._promote_and_escalate(now)
+        self._check_heartbeats(now)
         self._check_disk_quotas(now)
         self._rotate_logs(now)
         wake = self._plan_and_act(now)
         changed = self._persist()
+        self._publish(changed)
         return PassResult(changed, _earliest(wake, self._next_internal_deadline()))
 
     # --------------------------------------------------------------- observing
@@ -195,8 +204,9 @@ class Reconciler:
                 self._handle_exit(record, info, now)
 
     def _handle_exit(self, record: AgentRecord, info: ExitInfo, now: float) -> None:
-        if record.state is AgentState.STOPPING and record.stop_reason is StopReason.DISK_QUOTA:
-            info = classify_exit(code=info.code, signal=info.signal, disk_quota=True, at=now)
+        if record.state is AgentState.STOPPING and record.stop_reason in (StopReason.DISK_QUOTA, StopReason.HUNG):
+            info = classify_exit(code=info.code, signal=info.signal, disk_quota=record.stop_reason is StopReason.DISK_QUOTA,
+                                 hung=record.stop_reason is StopReason.HUNG, at=now)
             self.records[record.key] = self._after_exit(record.evolve(state=AgentState.RUNNING), info, now,
                                                         reason="Exited", text=info.describe())
             return
@@ -263,6 +273,32 @@ class Reconciler:
             self._dirty.add(record.key)
             if notify:
                 self._event(record, "Ready", f"said ready after {now - started:.3f}s")
+
+    def _check_heartbeats(self, now: float) -> None:
+        """Kill agents whose heartbeats stopped for longer than their pool's heartbeatTimeout.
+
+        Only agents that have talked to the control socket are watched (an agent
+        without the SDK never sends heartbeats); the exit then goes through the
+        restart policy as ``Hung``.
+        """
+        if self.directory is None:
+            return
+        for record in list(self.records.values()):
+            proc = record.process
+            if proc is None or record.state is not AgentState.RUNNING:
+                continue
+            seen = self.directory.last_seen(record.key)
+            model = self._pool_model(record.fleet, record.pool)
+            if seen is None or seen.pid != proc.pid or model is None:
+                continue
+            timeout = model.policies.health.heartbeat_timeout
+            if timeout > 0 and now - seen.at > timeout:
+                self._event(record, "Hung", f"no heartbeat for {now - seen.at:.1f}s (heartbeatTimeout "
+                                            f"{timeout:g}s); killing it", "warning")
+                self.launcher.signal(proc, signal.SIGKILL)
+                self.records[record.key] = record.evolve(state=AgentState.STOPPING, stop_reason=StopReason.HUNG,
+                                                         stop_deadline=None)
+                self._dirty.add(record.key)
 
     def _check_disk_quotas(self, now: float) -> None:
         """Stop agents whose workdir outgrew their disk quota (monitored, never kernel-enforced)."""
@@ -388,8 +424,10 @@ class Reconciler:
         key = f"{fleet.name}/{agent_id}"
         previous = self.records.get(key)
         env = dict(model.env)
+        token = new_token()
         env.update({"CLAWCTL_AGENT_ID": agent_id, "CLAWCTL_POOL": pool_name, "CLAWCTL_FLEET": fleet.name,
-                    "CLAWCTL_HOME": str(self.home),
+                    "CLAWCTL_HOME": str(self.home), "CLAWCTL_SOCKET": str(control_socket(self.home)),
+                    "CLAWCTL_TOKEN": token,
                     "CLAWCTL_READY_FILE": str(ready_file(self.home, fleet.name, agent_id))})
         spec = LaunchSpec(
             agent_id=agent_id, argv=model.command, env=env,
@@ -413,7 +451,7 @@ class Reconciler:
         restarts = base.restarts + (1 if previous is not None else 0)
         record = base.evolve(state=AgentState.STARTING, process=proc, started_at=now, next_start_at=None,
                              spec_hash=desired.spec_hash, restarts=restarts, fleet_id=fleet.fleet_id, message="",
-                             enforcement=dict(proc.enforcement))
+                             enforcement=dict(proc.enforcement), token_digest=token_digest(key, token))
         self.records[key] = record
         self._by_pid[proc.pid] = key
         self._event(record, "Started", f"pid {proc.pid}" + (f" (restart {restarts})" if previous else ""))
@@ -500,6 +538,27 @@ class Reconciler:
                 soonest = _earliest(soonest, record.stop_deadline)
         return soonest
 
+    def _publish(self, changed: bool) -> None:
+        """Tell the control server which agents have a live process (after the rows exist)."""
+        if self.directory is None or (not changed and self._published == self._heads):
+            return
+        self._published = self._heads
+        agents: dict[str, AgentView] = {}
+        for record in self.records.values():
+            proc = record.process
+            if proc is None or record.token_digest is None:
+                continue
+            desired = self.desired.get(record.fleet)
+            pool = next((p for p in desired.pools if p.name == record.pool), None) if desired else None
+            standby = pool is not None and record.slot >= pool.replicas
+            agents[record.key] = AgentView(
+                record.fleet, record.fleet_id, record.agent_id, record.pool, record.slot, record.state.value,
+                ProcessStamp(proc.pid, proc.create_time), record.token_digest,
+                tuple(PurePosixPath(p) for p in proc.cgroups), standby)
+        pools = {(fleet.name, name): PoolView(fleet.name, fleet.fleet_id, fleet.revision, model)
+                 for fleet in self.desired.values() for name, model in fleet.specs.items()}
+        self.directory.publish(agents, pools)
+
     def _persist(self) -> bool:
         if not self._dirty and not self._removed and not self._events:
             return False
@@ -537,6 +596,7 @@ def _row(record: AgentRecord) -> store.AgentRow:
         spec_hash=record.spec_hash, restarts=record.restarts, last_exit_code=record.last_exit_code,
         last_exit_reason=record.last_exit, started_at=record.started_at, next_start_at=record.next_start_at,
         message=record.message or None, enforcement=dict(proc.enforcement) if proc else record.enforcement,
+        token_digest=record.token_digest if proc else None,
     )
 
 

@@ -34,6 +34,8 @@ class AgentRecord:
     message: str = ""
     enforcement: dict[str, str] | None = None
     """How the quotas of the last run were held (kept after it exits, for status)."""
+    token_digest: str | None = None
+    """Digest of the control-socket token of the current process (never the token)."""
 
     @property
     def key(self) -> str:

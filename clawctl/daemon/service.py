@@ -125,14 +125,20 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     # A wake-up that lands while a pass is starting is "skipped" by APScheduler; the pass that
     # is starting observes the same state, so that is expected, not worth a warning.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    from clawctl.daemon.control.directory import Directory
+    from clawctl.daemon.control.server import ControlServer
     from clawctl.registry.engine import Registry
     from clawctl.runtime.launcher import ProcessLauncher
 
     registry = Registry(home=home)
+    server: ControlServer | None = None
     try:
         launcher = ProcessLauncher()
-        reconciler = Reconciler(registry, launcher, home=home)
+        directory = Directory()
+        reconciler = Reconciler(registry, launcher, home=home, directory=directory)
         reconciler.restore()
+        server = ControlServer(home, registry, directory, cgroup_mounts=lambda: launcher.host.mounts)
+        server.start()
         loop = Loop(reconciler)
         info = lock.publish()  # only now: `daemon start` and `apply` wait for this
         log.info("daemon %s started (pid %d) for %s", info.version, info.pid, home)
@@ -150,6 +156,8 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
         log.info("daemon stopped")
         return 0
     finally:
+        if server is not None:
+            server.stop()
         registry.close()
         lock.release()
 

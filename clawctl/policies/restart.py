@@ -28,6 +28,7 @@ class ExitClass(str, Enum):
     SIGNALED = "signaled"        # killed by a signal we did not send
     OOM_KILLED = "oom-killed"    # killed for its memory quota
     DISK_QUOTA = "disk-quota"    # stopped by the daemon for its disk quota
+    HUNG = "hung"                # killed by the daemon: its heartbeats stopped
     STOPPED = "stopped"          # stopped on purpose (scale-down, drain, delete)
     VANISHED = "vanished"        # an adopted process that is gone; its exit status is unknowable
 
@@ -47,6 +48,8 @@ class ExitInfo:
             return "OOMKilled"
         if self.exit_class is ExitClass.DISK_QUOTA:
             return "DiskQuotaExceeded"
+        if self.exit_class is ExitClass.HUNG:
+            return "Hung"
         if self.exit_class is ExitClass.VANISHED:
             return "vanished (exit status unknown)"
         if self.signal is not None:
@@ -57,7 +60,7 @@ class ExitInfo:
 
 
 def classify_exit(*, code: int | None, signal: int | None, oom_killed: bool = False, requested_stop: bool = False,
-                  disk_quota: bool = False, at: float = 0.0) -> ExitInfo:
+                  disk_quota: bool = False, hung: bool = False, at: float = 0.0) -> ExitInfo:
     """Classify a raw exit (code or signal) into the class restart policy uses."""
     if requested_stop:
         cls = ExitClass.STOPPED
@@ -65,6 +68,8 @@ def classify_exit(*, code: int | None, signal: int | None, oom_killed: bool = Fa
         cls = ExitClass.OOM_KILLED
     elif disk_quota:
         cls = ExitClass.DISK_QUOTA
+    elif hung:
+        cls = ExitClass.HUNG
     elif signal is not None:
         cls = ExitClass.SIGNALED
     elif code is None:

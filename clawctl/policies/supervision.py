@@ -34,6 +34,7 @@ class StopReason(str, Enum):
     POOL_REMOVED = "pool-removed"
     SPEC_CHANGED = "spec-changed"
     DISK_QUOTA = "disk-quota"      # the agent's workdir outgrew its disk quota: a failure, not a removal
+    HUNG = "hung"                  # its heartbeats stopped for longer than heartbeatTimeout: a failure
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,31 @@ class Registry:
                         _lock_writers(conn)
                         yield conn
 
+    def row_connection(self, *, synchronous_normal: bool = False) -> Connection:
+        """A long-lived connection for many small row-level transactions (``row_transaction``).
+
+        The schema is created or upgraded first. Unlike ``writing()`` these transactions
+        skip the lock file: they never change the desired state that apply serializes,
+        and the database still orders them (BEGIN IMMEDIATE on SQLite, row locks elsewhere).
+        ``synchronous_normal`` (SQLite): commits do not wait for fsync; a commit survives
+        the process being killed, not a power loss (WAL mode, SQLite's documented trade).
+        """
+        with translating(self.where, timeout=self.timeout):
+            with self._apply_lock():
+                self._ensure_schema()
+            conn = self.engine().connect()
+            if synchronous_normal and conn.dialect.name == "sqlite":
+                conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+            return conn.execution_options(clawctl_write=True)
+
+    @contextmanager
+    def row_transaction(self, conn: Connection) -> Iterator[Connection]:
+        """One write transaction on a ``row_connection``: commits at the end, rolls back on error,
+        database errors become ``RegistryError``."""
+        with translating(self.where, timeout=self.timeout):
+            with conn.begin():
+                yield conn
+
     def engine(self) -> Engine:
         """The SQLAlchemy engine (created on first use, with clawctl's connection settings)."""
         if self._engine is None:

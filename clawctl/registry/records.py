@@ -116,6 +116,10 @@ class SessionRow:
     close_reason: CloseReason | None
     closed_at: datetime | None
     parent_id: str | None
+    opened_by: str | None = None
+    """The agent (``fleet/agent-id``) that opened it from another pool; None: the operator."""
+    claimed: bool = True
+    """False while a session pre-opened by ``creation: eager`` waits to be handed out."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ from clawctl.registry.records import (
 from clawctl.registry.tables import UTCDateTime, agents, session_history, sessions
 
 __all__ = [
-    "append_history", "assign_agent", "begin_close", "close", "count_open_by_agent", "create_session",
+    "append_history", "assign_agent", "begin_close", "claim_unclaimed", "close", "count_open_by_agent",
+    "count_unclaimed_by_agent", "create_session",
     "due_for_expiry", "get_session", "get_state", "hold", "list_sessions", "prune_closed", "read_history",
     "require_owner", "set_state", "touch_interaction",
 ]
@@ -70,7 +71,7 @@ def _row(r: Mapping[Any, Any]) -> SessionRow:
         history_len=r["history_len"], created_at=r["created_at"], last_activity_at=r["last_activity_at"],
         closing_deadline=r["closing_deadline"],
         close_reason=CloseReason(r["close_reason"]) if r["close_reason"] else None,
-        closed_at=r["closed_at"], parent_id=r["parent_id"],
+        closed_at=r["closed_at"], parent_id=r["parent_id"], opened_by=r["opened_by"], claimed=bool(r["claimed"]),
     )
 
 
@@ -104,7 +105,8 @@ def _missed(conn: Connection, session_id: str, owner: str | None, allowed: Seque
 
 def create_session(conn: Connection, *, fleet_id: int, pool: str, agent_id: str | None, now: datetime,
                    key: str | None = None, data: Any = None, parent_id: str | None = None,
-                   session_id: str | None = None, state: SessionState = SessionState.OPEN) -> SessionRow:
+                   session_id: str | None = None, state: SessionState = SessionState.OPEN,
+                   opened_by: str | None = None, claimed: bool = True) -> SessionRow:
     """Insert one session (id: a new random one unless given) and return it.
 
     ``last_activity_at`` starts at ``now``: idleness counts from the opening until
@@ -115,7 +117,8 @@ def create_session(conn: Connection, *, fleet_id: int, pool: str, agent_id: str 
         "id": session_id or uuid.uuid4().hex, "fleet_id": fleet_id, "pool": pool, "agent_id": agent_id,
         "key": key, "state": SessionState(state).value, "data": data, "version": 0, "state_size": _size(data),
         "history_len": 0, "created_at": now, "last_activity_at": now, "closing_deadline": None,
-        "close_reason": None, "closed_at": None, "parent_id": parent_id,
+        "close_reason": None, "closed_at": None, "parent_id": parent_id, "opened_by": opened_by,
+        "claimed": claimed,
     }
     try:
         conn.execute(sa.insert(sessions).values(**row))
@@ -214,6 +217,27 @@ def count_open_by_agent(conn: Connection, fleet_id: int, pool: str) -> dict[str,
     query = (sa.select(agents.c.id, sa.func.count(_s.agent_id)).select_from(joined)
              .where(agents.c.fleet_id == fleet_id, agents.c.pool == pool).group_by(agents.c.id))
     return {agent_id: int(n) for agent_id, n in conn.execute(query)}
+
+
+def claim_unclaimed(conn: Connection, agent_id: str, *, key: str | None, opened_by: str | None) -> SessionRow | None:
+    """Hand out one Open session that ``creation: eager`` pre-opened on ``agent_id`` (oldest
+    first), now carrying ``key``; None when the agent has none waiting."""
+    candidate = conn.execute(
+        sa.select(_s.id).where(_s.agent_id == agent_id, _s.state == SessionState.OPEN.value, _s.claimed.is_(False))
+        .order_by(_s.created_at, _s.id).limit(1)).scalar()
+    if candidate is None:
+        return None
+    result = conn.execute(sa.update(sessions).where(_s.id == candidate, _s.claimed.is_(False))
+                          .values(claimed=True, key=key, opened_by=opened_by))
+    return get_session(conn, candidate) if result.rowcount else None
+
+
+def count_unclaimed_by_agent(conn: Connection, fleet_id: int, pool: str) -> dict[str, int]:
+    """Open, not yet handed out (eager) sessions per agent of the pool; agents without any are absent."""
+    query = (sa.select(_s.agent_id, sa.func.count()).where(
+        _s.fleet_id == fleet_id, _s.pool == pool, _s.state == SessionState.OPEN.value, _s.claimed.is_(False))
+        .group_by(_s.agent_id))
+    return {agent_id: int(n) for agent_id, n in conn.execute(query) if agent_id is not None}
 
 
 # --- owner, activity and state -------------------------------------------------------------------

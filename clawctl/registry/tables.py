@@ -146,6 +146,10 @@ sessions = sa.Table(
     sa.Column("closing_deadline", UTCDateTime, nullable=True),
     sa.Column("close_reason", sa.String(32), nullable=True),
     sa.Column("parent_id", sa.String(64), nullable=True, doc="not a foreign key: pruning a parent keeps the link"),
+    # 0005: who opened it (an agent key; NULL = the operator) and eager pre-opened sessions.
+    sa.Column("opened_by", sa.String(128), nullable=True),
+    sa.Column("claimed", sa.Boolean, nullable=False, server_default=sa.true(),
+              doc="false while an eagerly pre-opened session waits to be handed out"),
     sa.Index(None, "fleet_id", "pool", "key"),
     sa.Index(None, "fleet_id", "pool", "state", "created_at", "id"),
     sa.Index(None, "fleet_id", "pool", "state", "last_activity_at"),

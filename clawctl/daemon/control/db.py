@@ -1,0 +1,52 @@
+"""All registry work of the control server, on one thread with one connection.
+
+SQLite has one writer at a time anyway; one thread keeps the event loop free
+while a transaction waits for the database (an apply holding the write lock)
+and gives each operation one short transaction on a warm connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
+
+from clawctl.registry.engine import Registry
+
+T = TypeVar("T")
+
+
+class Database:
+    """Runs functions of a connection, each in its own transaction, one at a time."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="clawctl-db")
+        self._conn: Connection | None = None
+
+    def _call(self, fn: Callable[[Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self.registry.row_connection(synchronous_normal=True)
+        with self.registry.row_transaction(self._conn) as conn:
+            return fn(conn)
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(conn)`` inside one transaction (committed when it returns, rolled back when it
+        raises); its exception is re-raised here."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Like ``run``, from a thread outside the event loop (startup, tests)."""
+        return self._executor.submit(self._call, fn).result()
+
+    def close(self) -> None:
+        def _close() -> Any:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        self._executor.submit(_close).result()
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,798 @@
+"""Sessions through the daemon: placement, messages and replies, state, closing, expiry, recovery.
+
+Decisions are the pure functions of ``policies.balancing``, ``policies.session_lifecycle``
+and ``policies.access``; rows live in ``registry.sessions``. This module wires them:
+it runs on the control server's event loop, does every registry operation on the
+``Database`` thread (where the balancers' rotation memory also lives, so two
+concurrent opens never see the same rotation), and pushes events to agents.
+
+Recovery is level-triggered: sessions whose agent process ended are handled at
+once when the reconciler publishes a snapshot without it, and again by a periodic
+sweep that finds active sessions on agents with no live process (a daemon restart,
+a missed snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from clawctl.config.model import CommunicationPolicy
+from clawctl.daemon.control.db import Database
+from clawctl.daemon.control.directory import AgentView, Directory, PoolView
+from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, ProtocolError, UsageError
+from clawctl.policies import session_lifecycle as lifecycle
+from clawctl.policies.access import SessionAction, may_message, session_access
+from clawctl.policies.balancing import BalancerState, Candidate, ewma_update, place, weight_for
+from clawctl.policies.session_lifecycle import CloseReason, SessionEvent, SessionState, StateAction
+from clawctl.protocol.auth import PeerCredentials, ProcessStamp
+from clawctl.protocol.messages import Event
+from clawctl.protocol.methods import Role
+from clawctl.registry import audit
+from clawctl.registry import sessions as store
+from clawctl.registry.records import HistoryRole, SessionFilter, SessionRow
+from clawctl.registry.tables import sessions as sessions_table
+
+log = logging.getLogger("clawctl.daemon.sessions")
+
+DEFAULT_SEND_TIMEOUT = 60.0
+"""Seconds ``sessions.send`` waits for the agent's reply unless the caller says otherwise."""
+TICK_SECONDS = 0.5
+"""How often expiry, eager creation and recovery run."""
+SWEEP_EVERY = 10
+"""Every this many ticks, look for active sessions on agents without a live process."""
+PRUNE_INTERVAL = 60.0
+CLOSED_KEEP_SECONDS = 7 * 86400.0
+"""Closed sessions are kept for inspection this long…"""
+CLOSED_KEEP_COUNT = 100_000
+"""…and at most this many of them (the newest)."""
+DEFAULT_HISTORY = 100
+ACTIVE_STATES = (SessionState.OPEN, SessionState.CLOSING)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request: the operator, or an agent (its view at hello)."""
+
+    role: Role
+    agent: AgentView | None
+    peer: PeerCredentials
+
+    @property
+    def operator(self) -> bool:
+        return self.role is Role.OPERATOR
+
+    @property
+    def key(self) -> str | None:
+        return self.agent.key if self.agent is not None else None
+
+    @property
+    def describe(self) -> str:
+        if self.agent is not None:
+            return f"agent {self.agent.key}"
+        return f"operator (pid {self.peer.pid}, uid {self.peer.uid})"
+
+
+@dataclass
+class Pending:
+    """A message waiting for its reply; re-delivered when its session moves or its agent restarts."""
+
+    message_id: str
+    session_id: str
+    agent_key: str
+    message: Any
+    future: asyncio.Future[tuple[str, bool, Any]]
+    delivered_to: ProcessStamp | None = None
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
+
+
+def _plain_id(agent_key: str | None) -> str | None:
+    return agent_key.split("/", 1)[-1] if agent_key else None
+
+
+def _parse_state(text: str) -> SessionState:
+    for state in SessionState:
+        if state.value.lower() == text.lower():
+            return state
+    raise UsageError(f"unknown session state {text!r}",
+                     hint=f"use one of {', '.join(s.value for s in SessionState)}")
+
+
+class SessionService:
+    """Handles the session methods of the control protocol."""
+
+    def __init__(self, db: Database, directory: Directory, *, clock: Callable[[], float],
+                 push: Callable[[str, Event], bool]) -> None:
+        self.db = db
+        self.directory = directory
+        self.clock = clock
+        self.push = push
+        self._pending: dict[str, Pending] = {}
+        self._connected: dict[str, int] = {}
+        self._processes: dict[str, ProcessStamp] = {}
+        self._ewma: dict[str, float] = {}
+        self._displaced: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        # Owned by the Database thread (read and written only inside db.run functions):
+        self._balancers: dict[tuple[str, str], BalancerState] = {}
+        self._active_pools: set[tuple[int, str]] = set()
+        self._policies: dict[tuple[str, int], tuple[CommunicationPolicy, ...]] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._active_pools = await self.db.run(_pools_with_active_sessions)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(ClawctlError("the daemon is stopping",
+                                                          hint="send the message again once it is back"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---------------------------------------------------------------- dispatch
+    async def handle(self, caller: Caller, method: str, params: Mapping[str, Any]) -> Any:
+        """The result of ``method(params)`` for ``caller`` (already checked against the method table)."""
+        handler = self._handlers.get(method)
+        if handler is None:
+            raise ProtocolError(f"method {method!r} is not served by this daemon")
+        return await handler(self, caller, params)
+
+    async def _heartbeat(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        assert caller.agent is not None
+        self.directory.saw(caller.agent.key, caller.agent.process.pid, self.clock())
+        return {"ok": True}
+
+    # ---------------------------------------------------------------- connections
+    def on_hello(self, caller: Caller) -> None:
+        """An agent process connected: hand it the sessions it owns and the messages waiting for it."""
+        assert caller.agent is not None
+        key = caller.agent.key
+        self._connected[key] = self._connected.get(key, 0) + 1
+        self._processes.setdefault(key, caller.agent.process)
+        self._displaced.discard(key)
+        self._spawn(self._announce(caller.agent))
+
+    def on_disconnect(self, caller: Caller) -> None:
+        key = caller.key
+        if key is None:
+            return
+        left = self._connected.get(key, 0) - 1
+        if left > 0:
+            self._connected[key] = left
+        else:
+            self._connected.pop(key, None)
+
+    async def _announce(self, agent: AgentView) -> None:
+        def work(conn: Connection) -> list[tuple[SessionRow, Any]]:
+            rows = store.list_sessions(conn, SessionFilter(agent_id=agent.key, states=(SessionState.OPEN,)),
+                                       limit=10_000, newest_first=False).rows
+            return [(row, store.get_state(conn, row.id).data) for row in rows]
+
+        try:
+            owned = await self.db.run(work)
+        except ClawctlError as exc:
+            log.warning("could not list the sessions of %s: %s", agent.key, exc.message)
+            return
+        for row, data in owned:
+            self._push_opened(agent.key, row, data)
+        for pending in list(self._pending.values()):
+            if pending.agent_key == agent.key:
+                self._deliver(pending)
+
+    # ---------------------------------------------------------------- helpers
+    def _now(self) -> datetime:
+        return _utc(self.clock())
+
+    def _fleet_names(self) -> dict[int, str]:
+        return {fleet_id: name for name, fleet_id in self.directory.snapshot.fleets().items()}
+
+    def _session_json(self, row: SessionRow, names: Mapping[int, str] | None = None) -> dict[str, Any]:
+        names = names if names is not None else self._fleet_names()
+        return {
+            "id": row.id, "fleet": names.get(row.fleet_id, str(row.fleet_id)), "pool": row.pool,
+            "agent_id": _plain_id(row.agent_id), "key": row.key, "state": row.state.value,
+            "created_at": _iso(row.created_at), "last_activity_at": _iso(row.last_activity_at),
+            "closed_at": _iso(row.closed_at), "close_reason": row.close_reason.value if row.close_reason else None,
+            "version": row.version, "history_len": row.history_len, "parent_id": row.parent_id,
+            "opened_by": _plain_id(row.opened_by) if row.opened_by else None,
+        }
+
+    def _resolve_fleet(self, caller: Caller, fleet: str | None) -> str:
+        if caller.agent is not None and fleet is None:
+            return caller.agent.fleet
+        fleets = self.directory.snapshot.fleets()
+        if fleet is not None:
+            if fleet not in fleets:
+                raise NotFound(f"fleet {fleet} is not applied (or has no pools)",
+                               hint="clawctl status lists the fleets")
+            return fleet
+        if len(fleets) == 1:
+            return next(iter(fleets))
+        if not fleets:
+            raise NotFound("no fleet is applied", hint="apply one first: clawctl apply PATH")
+        raise UsageError(f"several fleets are applied ({', '.join(sorted(fleets))}); say which one",
+                         hint="pass --fleet NAME")
+
+    def _pool(self, fleet: str, pool: str) -> PoolView:
+        view = self.directory.snapshot.pool(fleet, pool)
+        if view is None:
+            raise NotFound(f"pool {pool} does not exist in fleet {fleet}", hint="clawctl status lists the pools")
+        return view
+
+    def _accepting(self, view: AgentView) -> bool:
+        return view.running and not view.standby and self._connected.get(view.key, 0) > 0
+
+    def _candidates(self, pool: PoolView, *, exclude: frozenset[str] = frozenset()) -> list[Candidate]:
+        """The pool's agents for placement (open session counts filled in on the db thread)."""
+        model = pool.model
+        out = []
+        for view in self.directory.snapshot.agents.values():
+            if view.fleet != pool.fleet or view.pool != model.name:
+                continue
+            out.append(Candidate(view.key, view.slot, 0, model.capacity,
+                                 weight_for(model.policies.load_balancing.weights, view.slot),
+                                 self._ewma.get(view.key), self._accepting(view) and view.key not in exclude))
+        return out
+
+    def _place_on_db(self, conn: Connection, pool: PoolView, candidates: list[Candidate],
+                     key: str | None) -> tuple[str | None, str]:
+        """Choose an agent (db thread): counts read now, rotation memory updated. (agent key, why not)."""
+        counts = store.count_open_by_agent(conn, pool.fleet_id, pool.model.name)
+        filled = [replace(c, open_sessions=counts.get(c.agent_id, 0)) for c in candidates]
+        memory_key = (pool.fleet, pool.model.name)
+        placement = place(pool.model.policies.load_balancing.strategy, filled, key=key,
+                          state=self._balancers.get(memory_key, BalancerState()))
+        if not placement.placed:
+            return None, placement.describe(pool.model.name)
+        self._balancers[memory_key] = placement.state
+        self._active_pools.add((pool.fleet_id, pool.model.name))
+        return placement.agent_id, ""
+
+    def _push_opened(self, agent_key: str, row: SessionRow, data: Any) -> bool:
+        payload: dict[str, Any] = {"session": row.id, "pool": row.pool, "state": data if isinstance(data, dict) else {}}
+        if row.key is not None:
+            payload["key"] = row.key
+        return self.push(agent_key, Event("session.opened", payload))
+
+    def _deliver(self, pending: Pending) -> None:
+        view = self.directory.snapshot.agents.get(pending.agent_key)
+        if view is None or (pending.delivered_to is not None and pending.delivered_to.same_as(view.process)):
+            return
+        event = Event("session.message", {"session": pending.session_id, "message_id": pending.message_id,
+                                          "message": pending.message})
+        if self.push(pending.agent_key, event):
+            pending.delivered_to = view.process
+
+    async def _policies_of(self, fleet: str, pool: PoolView) -> tuple[CommunicationPolicy, ...]:
+        def work(conn: Connection) -> tuple[CommunicationPolicy, ...]:
+            cache_key = (fleet, pool.revision)
+            cached = self._policies.get(cache_key)
+            if cached is None:
+                cached = _load_policies(conn, pool.fleet_id)
+                self._policies = {k: v for k, v in self._policies.items() if k[0] != fleet}
+                self._policies[cache_key] = cached
+            return cached
+        return await self.db.run(work)
+
+    def _audit_entry(self, caller: Caller, action: str, target: str, outcome: str = "allowed",
+                     detail: Mapping[str, Any] | None = None) -> audit.AuditEntry:
+        return audit.AuditEntry(self._now(), caller.describe, action, target, outcome, detail)
+
+    async def _deny(self, caller: Caller, action: str, target: str, error: PolicyDenied) -> PolicyDenied:
+        entry = self._audit_entry(caller, action, target, "denied", {"message": error.message})
+        try:
+            await self.db.run(lambda conn: audit.record(conn, [entry]))
+        except ClawctlError as exc:
+            log.warning("could not write the audit log: %s", exc.message)
+        return error
+
+    # ---------------------------------------------------------------- open
+    async def _open(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        fleet = self._resolve_fleet(caller, params.get("fleet"))
+        if caller.agent is not None and fleet != caller.agent.fleet:
+            raise await self._deny(caller, "sessions.open", f"{fleet}/{params['pool']}", PolicyDenied(
+                f"agent {caller.agent.key} may not open sessions in another fleet"))
+        pool = self._pool(fleet, params["pool"])
+        key: str | None = params.get("key")
+        if caller.agent is not None:
+            decision = may_message(await self._policies_of(fleet, pool), caller.agent.pool, pool.model.name)
+            if not decision.allowed:
+                text = decision.describe(caller.agent.pool, "open sessions in", pool.model.name)
+                raise await self._deny(caller, "sessions.open", f"{fleet}/{pool.model.name}", PolicyDenied(
+                    text, hint=f"add a CommunicationPolicy rule from {caller.agent.pool} with "
+                               f"messages: [{pool.model.name}]"))
+        candidates = self._candidates(pool)
+        now = self._now()
+        eager = pool.model.policies.sessions.creation == "eager"
+
+        def work(conn: Connection) -> tuple[SessionRow, bool]:
+            if key is not None:
+                existing = store.list_sessions(conn, SessionFilter(fleet_id=pool.fleet_id, pool=pool.model.name,
+                                                                   states=(SessionState.OPEN,), key=key), limit=1)
+                for row in existing.rows:
+                    if session_access(SessionAction.TALK, operator=caller.operator, caller=caller.key,
+                                      owner=row.agent_id, opened_by=row.opened_by):
+                        return row, False  # a key names one conversation: opening it again joins it
+            agent_key, why = self._place_on_db(conn, pool, candidates, key)
+            if agent_key is None:
+                raise Conflict(why, hint="add replicas or capacity, or wait for agents to become ready "
+                                         "(clawctl status)")
+            claimed = store.claim_unclaimed(conn, agent_key, key=key, opened_by=caller.key) if eager else None
+            if claimed is not None:
+                row = claimed
+            else:
+                row = store.create_session(conn, fleet_id=pool.fleet_id, pool=pool.model.name, agent_id=agent_key,
+                                           now=now, key=key, opened_by=caller.key)
+                row = replace(row, claimed=True)
+            if caller.operator:
+                audit.record(conn, [self._audit_entry(caller, "sessions.open", row.id, detail={
+                    "fleet": fleet, "pool": pool.model.name, "agent": _plain_id(agent_key), "key": key})])
+            return row, True
+
+        row, placed = await self.db.run(work)
+        if placed and row.agent_id is not None:
+            self._push_opened(row.agent_id, row, {})
+        return self._session_json(row)
+
+    # ---------------------------------------------------------------- send / reply
+    async def _send(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        session_id: str = params["session"]
+        message = params["message"]
+        timeout = float(params.get("timeout", DEFAULT_SEND_TIMEOUT))
+        now = self._now()
+
+        def work(conn: Connection) -> SessionRow:
+            row = store.get_session(conn, session_id)
+            if not session_access(SessionAction.TALK, operator=caller.operator, caller=caller.key,
+                                  owner=row.agent_id, opened_by=row.opened_by):
+                raise PolicyDenied(f"{caller.describe} may not send to session {session_id}",
+                                   hint="an agent may send only to sessions it opened")
+            if row.state is not SessionState.OPEN or row.agent_id is None:
+                raise Conflict(f"session {session_id} is {row.state.value}, it takes no messages",
+                               hint="open a new session")
+            store.append_history(conn, session_id, HistoryRole.USER, message, at=now)
+            store.touch_interaction(conn, session_id, at=now)
+            return row
+
+        try:
+            row = await self.db.run(work)
+        except PolicyDenied as exc:
+            raise await self._deny(caller, "sessions.send", session_id, exc)
+        assert row.agent_id is not None
+        loop = asyncio.get_running_loop()
+        pending = Pending(uuid.uuid4().hex, session_id, row.agent_id, message, loop.create_future())
+        self._pending[pending.message_id] = pending
+        self._deliver(pending)
+        try:
+            agent_key, ok, answer = await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except asyncio.TimeoutError:
+            raise ClawctlError(f"agent {_plain_id(pending.agent_key)} did not answer session {session_id} "
+                               f"within {timeout:g}s", hint="see its log: clawctl logs agent/"
+                                                             f"{_plain_id(pending.agent_key)}") from None
+        finally:
+            self._pending.pop(pending.message_id, None)
+        answered = self._now()
+        elapsed = time.monotonic() - pending.sent_at
+        pool = self.directory.snapshot.pool(agent_key.split("/", 1)[0], row.pool)
+        alpha = pool.model.policies.load_balancing.ewma_alpha if pool else 0.3
+        self._ewma[agent_key] = ewma_update(self._ewma.get(agent_key), elapsed, alpha)
+        role = HistoryRole.AGENT if ok else HistoryRole.SYSTEM
+        content = answer if ok else {"error": answer, "agent": _plain_id(agent_key)}
+
+        def record(conn: Connection) -> None:
+            store.append_history(conn, session_id, role, content, at=answered)
+            store.touch_interaction(conn, session_id, at=answered)
+
+        try:
+            await self.db.run(record)
+        except (Conflict, NotFound):
+            pass  # closed meanwhile: the reply still reaches the sender
+        if not ok:
+            raise ClawctlError(f"agent {_plain_id(agent_key)} could not handle the message: {answer}",
+                               hint=f"see its log: clawctl logs agent/{_plain_id(agent_key)}")
+        return {"session": session_id, "message_id": pending.message_id, "agent_id": _plain_id(agent_key),
+                "reply": answer}
+
+    async def _reply(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        has_message, has_error = "message" in params, "error" in params
+        if has_message == has_error:
+            raise ProtocolError("sessions.reply: give exactly one of 'message' and 'error'")
+        pending = self._pending.get(params["message_id"])
+        if pending is None or pending.session_id != params["session"]:
+            raise NotFound(f"no message {params['message_id']} of session {params['session']} is waiting "
+                           "for a reply", hint="it may have timed out, or its session moved to another agent")
+        if caller.key != pending.agent_key:
+            raise await self._deny(caller, "sessions.reply", params["session"], PolicyDenied(
+                f"{caller.describe} does not own session {params['session']}",
+                hint="an agent may answer only messages of its own sessions"))
+        if not pending.future.done():
+            pending.future.set_result((caller.key, has_message, params["message"] if has_message else params["error"]))
+        return {"ok": True}
+
+    # ---------------------------------------------------------------- show / list
+    async def _show(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        session_id: str = params["session"]
+        limit = int(params.get("history", DEFAULT_HISTORY))
+
+        def work(conn: Connection) -> tuple[SessionRow, Any, tuple[Any, ...]]:
+            row = store.get_session(conn, session_id)
+            if not session_access(SessionAction.SEE, operator=caller.operator, caller=caller.key,
+                                  owner=row.agent_id, opened_by=row.opened_by):
+                raise PolicyDenied(f"{caller.describe} may not see session {session_id}",
+                                   hint="an agent may read only the sessions it owns or opened")
+            data = store.get_state(conn, session_id).data
+            history = store.read_history(conn, session_id, limit=limit) if limit > 0 else ()
+            return row, data, history
+
+        try:
+            row, data, history = await self.db.run(work)
+        except PolicyDenied as exc:
+            raise await self._deny(caller, "sessions.show", session_id, exc)
+        out = self._session_json(row)
+        out["data"] = data if data is not None else {}
+        out["history"] = [{"seq": h.seq, "at": _iso(h.at), "role": h.role.value, "content": h.content}
+                          for h in history]
+        return out
+
+    async def _list(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        states = (_parse_state(params["state"]),) if params.get("state") else ()
+        limit = int(params.get("limit", 100))
+        if caller.agent is not None:
+            filters = SessionFilter(agent_id=caller.agent.key, states=states)
+        elif params.get("pool") is not None or params.get("fleet") is not None:
+            fleet = self._resolve_fleet(caller, params.get("fleet"))
+            fleet_id = self.directory.snapshot.fleets()[fleet]
+            pool = params.get("pool")
+            filters = SessionFilter(fleet_id=fleet_id, pool=pool, states=states)
+        else:
+            filters = SessionFilter(states=states)
+        if filters.fleet_id is not None and filters.pool is None:
+            # The index serves fleet + pool; a whole fleet is every pool's range.
+            fleet_id = filters.fleet_id
+            pools = [v.model.name for v in self.directory.snapshot.pools.values() if v.fleet_id == fleet_id]
+
+            def work(conn: Connection) -> list[SessionRow]:
+                rows: list[SessionRow] = []
+                for name in pools:
+                    rows += store.list_sessions(conn, replace(filters, pool=name), limit=limit).rows
+                rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+                return rows[:limit]
+        else:
+            def work(conn: Connection) -> list[SessionRow]:
+                return list(store.list_sessions(conn, filters, limit=limit).rows)
+        rows = await self.db.run(work)
+        names = self._fleet_names()
+        return {"sessions": [self._session_json(row, names) for row in rows]}
+
+    # ---------------------------------------------------------------- close
+    async def _close(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        session_id: str = params["session"]
+        graceful: bool | None = params.get("graceful")
+        now_s = self.clock()
+
+        def work(conn: Connection) -> tuple[SessionRow, float | None]:
+            row = store.get_session(conn, session_id)
+            if not session_access(SessionAction.CLOSE, operator=caller.operator, caller=caller.key,
+                                  owner=row.agent_id, opened_by=row.opened_by):
+                raise PolicyDenied(f"{caller.describe} may not close session {session_id}",
+                                   hint="an agent may close only the sessions it owns or opened")
+            deadline = self._close_on_db(conn, row, CloseReason.REQUESTED, now_s, graceful=graceful,
+                                         acknowledged=caller.key is not None and caller.key == row.agent_id)
+            if caller.operator:
+                audit.record(conn, [self._audit_entry(caller, "sessions.close", session_id,
+                                                      detail={"graceful": graceful})])
+            return store.get_session(conn, session_id), deadline
+
+        try:
+            row, deadline = await self.db.run(work)
+        except PolicyDenied as exc:
+            raise await self._deny(caller, "sessions.close", session_id, exc)
+        self._after_close(row, deadline, now_s)
+        return self._session_json(row)
+
+    def _close_on_db(self, conn: Connection, row: SessionRow, reason: CloseReason, now_s: float, *,
+                     graceful: bool | None = None, acknowledged: bool = False) -> float | None:
+        """Close ``row`` as its pool's policy says (db thread). Returns the closing deadline when
+        the agent must be told to save its state, else None (closed at once, or nothing to do)."""
+        if row.state is SessionState.CLOSED:
+            return None
+        pool = self.directory.snapshot.pool(self._fleet_names().get(row.fleet_id, ""), row.pool)
+        policy = pool.model.policies.sessions if pool else lifecycle_default()
+        grace = pool.model.policies.drain.grace_period if pool else 0.0
+        drop = lifecycle.state_action(policy, SessionEvent.CLOSED) is StateAction.CLOSE_DROP_STATE
+        now = _utc(now_s)
+        if row.state is SessionState.CLOSING:
+            if acknowledged or graceful is False or reason is CloseReason.GRACE_EXPIRED:
+                store.close(conn, row.id, reason=row.close_reason or reason, at=now, drop_state=drop)
+            return None
+        if graceful is not None:
+            policy = replace(policy, cleanup="graceful" if graceful else "immediate")
+        alive = row.agent_id is not None and self._connected.get(row.agent_id, 0) > 0
+        if row.state is SessionState.ORPHANED:
+            alive = False
+        step = lifecycle.begin_close(policy, grace_period=grace, agent_alive=alive, now=now_s)
+        if step.notify_agent and step.close_deadline is not None and not acknowledged:
+            store.begin_close(conn, row.id, reason=reason, deadline=_utc(step.close_deadline))
+            return step.close_deadline
+        store.close(conn, row.id, reason=reason, at=now, drop_state=drop)
+        return None
+
+    def _after_close(self, row: SessionRow, deadline: float | None, now_s: float) -> None:
+        if deadline is not None and row.agent_id is not None:
+            self.push(row.agent_id, Event("session.closing", {
+                "session": row.id, "reason": row.close_reason.value if row.close_reason else "requested",
+                "deadline": max(0.0, deadline - now_s)}))
+        if row.state is SessionState.CLOSED:
+            for pending in list(self._pending.values()):
+                if pending.session_id == row.id and not pending.future.done():
+                    pending.future.set_exception(Conflict(f"session {row.id} was closed before the agent answered"))
+
+    # ---------------------------------------------------------------- state
+    async def _state_get(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        session_id: str = params["session"]
+        try:
+            data = await self.db.run(lambda conn: store.get_state(conn, session_id, owner=caller.key))
+        except PolicyDenied as exc:
+            raise await self._deny(caller, "session.state.get", session_id, exc)
+        return {"session": session_id, "data": data.data if data.data is not None else {}, "version": data.version}
+
+    async def _state_set(self, caller: Caller, params: Mapping[str, Any]) -> Any:
+        session_id: str = params["session"]
+        state = params["state"]
+
+        def work(conn: Connection) -> int:
+            current = store.get_state(conn, session_id, owner=caller.key)
+            return store.set_state(conn, session_id, state, expected_version=current.version, owner=caller.key)
+
+        try:
+            version = await self.db.run(work)
+        except PolicyDenied as exc:
+            raise await self._deny(caller, "session.state.set", session_id, exc)
+        return {"session": session_id, "version": version}
+
+    _handlers: dict[str, Callable[..., Any]] = {
+        "heartbeat": _heartbeat,
+        "sessions.open": _open,
+        "sessions.send": _send,
+        "sessions.reply": _reply,
+        "sessions.show": _show,
+        "sessions.list": _list,
+        "sessions.close": _close,
+        "session.state.get": _state_get,
+        "session.state.set": _state_set,
+    }
+
+    # ---------------------------------------------------------------- recovery
+    def on_snapshot(self) -> None:
+        """The reconciler published: sessions of agent processes that ended are recovered now."""
+        agents = self.directory.snapshot.agents
+        lost = {key for key, stamp in self._processes.items()
+                if key not in agents or not agents[key].process.same_as(stamp)}
+        self._processes = {key: view.process for key, view in agents.items()}
+        for key in lost:
+            self._connected.pop(key, None)
+            for pending in self._pending.values():
+                if pending.agent_key == key:
+                    pending.delivered_to = None
+        self._displaced |= lost
+        if self._displaced:
+            self._spawn(self._recover())
+
+    async def _recover(self) -> None:
+        """Move, hold or close (by each pool's policy) the active sessions of agents in ``_displaced``."""
+        keys = set(self._displaced)
+        if not keys:
+            return
+        snapshot = self.directory.snapshot
+        by_pool: dict[tuple[int, str], list[Candidate]] = {}
+        pools = {(view.fleet_id, view.model.name): view for view in snapshot.pools.values()}
+        for pool_key, view in pools.items():
+            by_pool[pool_key] = self._candidates(view, exclude=frozenset(keys))
+        now_s = self.clock()
+
+        def work(conn: Connection) -> tuple[list[tuple[str, SessionRow, Any]], list[SessionRow], set[str]]:
+            moved: list[tuple[str, SessionRow, Any]] = []
+            closed: list[SessionRow] = []
+            stuck: set[str] = set()
+            for key in sorted(keys):
+                live = snapshot.agents.get(key)
+                rows = store.list_sessions(conn, SessionFilter(agent_id=key, states=ACTIVE_STATES),
+                                           limit=10_000, newest_first=False).rows
+                for row in rows:
+                    pool = pools.get((row.fleet_id, row.pool))
+                    if pool is None or row.state is SessionState.CLOSING:
+                        store.close(conn, row.id, reason=row.close_reason or CloseReason.AGENT_LOST, at=_utc(now_s))
+                        closed.append(row)
+                        continue
+                    action = lifecycle.state_action(pool.model.policies.sessions, SessionEvent.AGENT_DIED)
+                    if action is StateAction.HOLD_WITH_STATE:
+                        store.hold(conn, row.id)
+                    elif action is StateAction.CLOSE_DROP_STATE or action is StateAction.CLOSE_KEEP_STATE:
+                        store.close(conn, row.id, reason=CloseReason.AGENT_LOST, at=_utc(now_s),
+                                    drop_state=action is StateAction.CLOSE_DROP_STATE)
+                        closed.append(row)
+                    else:
+                        target, _ = self._place_on_db(conn, pool, by_pool[(row.fleet_id, row.pool)], row.key)
+                        if target is None:
+                            if live is None:
+                                stuck.add(key)  # waits for an agent with room (or its own restart)
+                            continue
+                        store.assign_agent(conn, row.id, target, from_agent=key)
+                        moved.append((target, row, store.get_state(conn, row.id).data))
+            return moved, closed, stuck
+
+        try:
+            moved, closed, stuck = await self.db.run(work)
+        except ClawctlError as exc:
+            log.warning("could not recover sessions: %s", exc.message)
+            return
+        self._displaced -= keys - stuck
+        for target, row, data in moved:
+            log.info("session %s moved from %s to %s", row.id, row.agent_id, target)
+            self._push_opened(target, replace(row, agent_id=target), data)
+            for pending in self._pending.values():
+                if pending.session_id == row.id:
+                    pending.agent_key, pending.delivered_to = target, None
+                    self._deliver(pending)
+        for row in closed:
+            self._after_close(replace(row, state=SessionState.CLOSED), None, now_s)
+
+    # ---------------------------------------------------------------- upkeep
+    async def _tick_loop(self) -> None:
+        ticks = 0
+        next_prune = 0.0
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            ticks += 1
+            try:
+                await self._expire()
+                await self._eager()
+                if ticks % SWEEP_EVERY == 0:
+                    await self._sweep()
+                if self._displaced:
+                    await self._recover()
+                if self.clock() >= next_prune:
+                    next_prune = self.clock() + PRUNE_INTERVAL
+                    await self._prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - upkeep must survive one bad round
+                log.exception("session upkeep failed; trying again at the next tick")
+
+    async def _expire(self) -> None:
+        """End sessions past idleTimeout / maxLifetime; force-close those whose grace ran out."""
+        pools = {(v.fleet_id, v.model.name): v for v in self.directory.snapshot.pools.values()}
+        now_s = self.clock()
+
+        def work(conn: Connection) -> list[tuple[SessionRow, float | None]]:
+            done: list[tuple[SessionRow, float | None]] = []
+            for pool_key in sorted(self._active_pools):
+                view = pools.get(pool_key)
+                policy = view.model.policies.sessions if view else lifecycle_default()
+                due = store.due_for_expiry(conn, pool_key[0], pool_key[1], idle_timeout=policy.idle_timeout,
+                                           max_lifetime=policy.max_lifetime, now=_utc(now_s), limit=200)
+                for item in due:
+                    row = store.get_session(conn, item.session_id)
+                    deadline = self._close_on_db(conn, row, item.reason, now_s)
+                    done.append((store.get_session(conn, item.session_id), deadline))
+                if not due and not _has_active(conn, *pool_key):
+                    self._active_pools.discard(pool_key)
+            return done
+
+        for row, deadline in await self.db.run(work):
+            log.info("session %s: %s", row.id, row.close_reason.value if row.close_reason else "closing")
+            self._after_close(row, deadline, now_s)
+
+    async def _eager(self) -> None:
+        """Keep one pre-opened session on each accepting agent of ``creation: eager`` pools."""
+        eager = [v for v in self.directory.snapshot.pools.values() if v.model.policies.sessions.creation == "eager"]
+        if not eager:
+            return
+        wanted = {(v.fleet_id, v.model.name): (v, [c for c in self._candidates(v) if c.accepts]) for v in eager}
+        now = self._now()
+
+        def work(conn: Connection) -> list[SessionRow]:
+            made: list[SessionRow] = []
+            for (fleet_id, name), (view, candidates) in wanted.items():
+                if not candidates:
+                    continue
+                counts = store.count_open_by_agent(conn, fleet_id, name)
+                unclaimed = store.count_unclaimed_by_agent(conn, fleet_id, name)
+                for c in candidates:
+                    deficit = lifecycle.eager_deficit(view.model.policies.sessions, capacity=view.model.capacity,
+                                                      open_sessions=counts.get(c.agent_id, 0),
+                                                      unclaimed=unclaimed.get(c.agent_id, 0))
+                    for _ in range(deficit):
+                        made.append(store.create_session(conn, fleet_id=fleet_id, pool=name, agent_id=c.agent_id,
+                                                         now=now, claimed=False))
+                        self._active_pools.add((fleet_id, name))
+            return made
+
+        for row in await self.db.run(work):
+            if row.agent_id is not None:
+                self._push_opened(row.agent_id, row, {})
+
+    async def _sweep(self) -> None:
+        """Find active sessions on agents with no live process (missed snapshots, daemon restarts)."""
+        live = set(self.directory.snapshot.agents)
+
+        def work(conn: Connection) -> set[str]:
+            query = (sa.select(sessions_table.c.agent_id).distinct()
+                     .where(sessions_table.c.state.in_([s.value for s in ACTIVE_STATES])))
+            return {k for k in conn.execute(query).scalars() if k is not None}
+
+        owners = await self.db.run(work)
+        orphaned = owners - live
+        if orphaned:
+            self._displaced |= orphaned
+
+    async def _prune(self) -> None:
+        now = self._now()
+
+        def work(conn: Connection) -> int:
+            return len(store.prune_closed(conn, max_age=CLOSED_KEEP_SECONDS, max_count=CLOSED_KEEP_COUNT, now=now,
+                                          limit=1000))
+
+        pruned = await self.db.run(work)
+        if pruned:
+            log.info("pruned %d closed sessions", pruned)
+
+
+def lifecycle_default() -> Any:
+    """The sessions policy of a pool that is gone: the config language's defaults."""
+    from clawctl.config.model import Sessions
+
+    return Sessions()
+
+
+def _pools_with_active_sessions(conn: Connection) -> set[tuple[int, str]]:
+    s = sessions_table.c
+    query = sa.select(s.fleet_id, s.pool).distinct().where(s.state.in_(
+        [st.value for st in (*ACTIVE_STATES, SessionState.ORPHANED)]))
+    return {(fleet_id, pool) for fleet_id, pool in conn.execute(query)}
+
+
+def _has_active(conn: Connection, fleet_id: int, pool: str) -> bool:
+    s = sessions_table.c
+    for state in (*ACTIVE_STATES, SessionState.ORPHANED):
+        found = conn.execute(sa.select(s.id).where(s.fleet_id == fleet_id, s.pool == pool,
+                                                   s.state == state.value).limit(1)).first()
+        if found is not None:
+            return True
+    return False
+
+
+def _load_policies(conn: Connection, fleet_id: int) -> tuple[CommunicationPolicy, ...]:
+    from clawctl.config.build import build_policy
+    from clawctl.registry.tables import policies
+
+    rows = conn.execute(sa.select(policies.c.name, policies.c.spec).where(policies.c.fleet_id == fleet_id)
+                        .order_by(policies.c.name)).all()
+    return tuple(build_policy(name, dict(document)["spec"]) for name, document in rows)
