@@ -1,0 +1,671 @@
+"""The agent SDK: one agent process's connection to its clawctl daemon.
+
+An ``Agent`` connects to the control socket named by ``CLAWCTL_SOCKET``, says
+``hello`` with its id and token, heartbeats, and turns the daemon's session
+events into calls of the handlers the program registered:
+
+    agent = Agent.from_env()
+
+    @agent.on_message
+    def answer(session: Session, message: Any) -> Any:
+        return {"you said": message}
+
+    agent.run()  # until SIGTERM/SIGINT or agent.stop()
+
+Threads: the connection's reader thread only queues events; handlers run in a
+bounded pool of worker threads, the events of one session strictly in order and
+never two at once, different sessions concurrently. One supervisor thread
+connects, says hello, heartbeats and, when the connection drops (the daemon
+restarted), reconnects with exponential backoff and jitter, forever until the
+agent is stopped. Calls made while disconnected wait for the reconnection
+(bounded by ``connect_timeout``).
+
+Standard library only (agents import it at every start). See docs/sdk.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random as _random
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from clawctl import __version__
+from clawctl.agent import notify_ready
+from clawctl.errors import ClawctlError, DaemonUnavailable
+from clawctl.protocol.connection import Connection, ConnectionClosed
+from clawctl.protocol.framing import FrameError
+from clawctl.protocol.messages import Event
+
+__all__ = ["Agent", "Session", "OpenHandler", "MessageHandler", "ClosingHandler", "CLIENT", "ENV_VARS"]
+
+log = logging.getLogger("clawctl.agent")
+
+CLIENT = f"clawctl-agent/{__version__}"
+"""What the SDK names itself in ``hello`` (the daemon logs it)."""
+
+ENV_VARS = ("CLAWCTL_SOCKET", "CLAWCTL_AGENT_ID", "CLAWCTL_TOKEN")
+"""The variables a clawctl daemon gives every agent process and ``from_env`` requires."""
+
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+"""Seconds between heartbeats when the daemon's hello does not say."""
+
+MAX_ERROR_TEXT = 1024
+"""Longest ``error`` a ``sessions.reply`` may carry (characters)."""
+
+SEND_MARGIN = 5.0
+"""Seconds ``send`` waits for the daemon beyond the ``timeout`` it passes on."""
+
+SEND_MAX_WAIT = 3600.0 + SEND_MARGIN
+"""How long ``send`` without a timeout waits for the daemon at most (its own bound is 3600 s)."""
+
+_RETRY_SAFE = frozenset({"heartbeat", "session.state.get", "session.state.set", "sessions.show", "sessions.list",
+                         "sessions.close", "sessions.reply"})
+"""Methods repeated on the new connection when the old one drops mid-call: doing them twice is harmless.
+``sessions.open`` and ``sessions.send`` are not: the caller gets ``ConnectionClosed`` and decides."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session as the SDK hands it to handlers: its id, pool and consistent-hash key."""
+
+    id: str
+    pool: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> Session:
+        """A ``Session`` from a session object (``sessions.open``/``show``) or event data."""
+        ident = obj.get("id", obj.get("session"))
+        if not isinstance(ident, str):
+            raise ClawctlError(f"the daemon sent a session without an id: {dict(obj)!r:.200}")
+        pool, key = obj.get("pool"), obj.get("key")
+        return cls(ident, pool if isinstance(pool, str) else None, key if isinstance(key, str) else None)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+SessionRef = Session | str
+OpenHandler = Callable[[Session, dict[str, Any]], None]
+"""``on_open(session, state)``: a session was placed on this agent; ``state`` is what it carried over."""
+MessageHandler = Callable[[Session, Any], Any]
+"""``on_message(session, message) -> reply``: the return value (JSON) is the reply; raising sends an error."""
+ClosingHandler = Callable[[Session, str, float], None]
+"""``on_closing(session, reason, deadline)``: save state within ``deadline`` seconds; the SDK then acknowledges."""
+
+_O = TypeVar("_O", bound=OpenHandler)
+_M = TypeVar("_M", bound=MessageHandler)
+_C = TypeVar("_C", bound=ClosingHandler)
+
+
+def _session_id(session: SessionRef) -> str:
+    return session.id if isinstance(session, Session) else session
+
+
+def error_text(exc: BaseException) -> str:
+    """One line naming ``exc`` for a ``sessions.reply`` error: its type and first line, at most 1024 characters."""
+    text = exc.message if isinstance(exc, ClawctlError) else str(exc)
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return line if len(line) <= MAX_ERROR_TEXT else line[: MAX_ERROR_TEXT - 3] + "..."
+
+
+class _SessionQueues:
+    """Runs tasks keyed by session on a bounded pool of daemon threads: one key's tasks in
+    submission order and never concurrently; different keys concurrently, round-robin."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Callable[[], None]]] = {}  # a key is here iff scheduled or running
+        self._ready: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._stopping = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, key: str, task: Callable[[], None]) -> None:
+        """Queue ``task`` behind ``key``'s earlier tasks. Never blocks (safe in the reader thread)."""
+        with self._lock:
+            if self._stopping:
+                return
+            pending = self._queues.get(key)
+            if pending is not None:
+                pending.append(task)
+                return
+            self._queues[key] = deque((task,))
+        self._ready.put(key)
+
+    def _work(self) -> None:
+        while True:
+            key = self._ready.get()
+            if key is None:
+                return
+            with self._lock:
+                if self._stopping:
+                    continue
+                task = self._queues[key].popleft()
+            try:
+                task()
+            except BaseException:  # a task must never end a worker  # noqa: BLE001
+                log.exception("clawctl agent: an internal task failed")
+            with self._lock:
+                if self._stopping:
+                    continue
+                if self._queues[key]:
+                    self._ready.put(key)  # to the back: other sessions get their turn
+                else:
+                    del self._queues[key]
+
+    def in_worker(self) -> bool:
+        return threading.current_thread() in self._threads
+
+    def stop(self, grace: float) -> bool:
+        """Drop queued tasks, let running ones finish for up to ``grace`` seconds; True if all ended."""
+        with self._lock:
+            self._stopping = True
+            self._queues.clear()
+        for _ in self._threads:
+            self._ready.put(None)
+        deadline = time.monotonic() + grace
+        ended = True
+        for thread in self._threads:
+            if thread is threading.current_thread() or not thread.is_alive():
+                continue
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            ended = ended and not thread.is_alive()
+        return ended
+
+
+class Agent:
+    """One agent's connection to its daemon, with handlers for its sessions.
+
+    Construct it with ``Agent.from_env()`` in a program a clawctl daemon started;
+    register handlers; then ``run()`` (blocking) or ``start()``/``stop()``.
+    """
+
+    def __init__(self, socket_path: str, agent_id: str, token: str, *, pool: str | None = None,
+                 fleet: str | None = None, workers: int = 4, call_timeout: float = 30.0,
+                 connect_timeout: float = 30.0, backoff_min: float = 0.05, backoff_max: float = 2.0,
+                 stop_grace: float = 5.0, sleep: Callable[[float], None] | None = None,
+                 rng: _random.Random | None = None, ready: Callable[[], object] | None = None) -> None:
+        """An agent that is not connected yet. ``workers`` bounds concurrent handlers;
+        ``call_timeout`` bounds the wait for an answer, ``connect_timeout`` the wait for a
+        (re)connection; reconnects back off from ``backoff_min`` doubling to ``backoff_max``
+        seconds with jitter; ``stop_grace`` is how long ``stop`` lets running handlers finish.
+        ``sleep``, ``rng`` and ``ready`` replace the backoff pause, its jitter source and the
+        readiness notification (tests)."""
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if not 0 < backoff_min <= backoff_max:
+            raise ValueError("backoff needs 0 < backoff_min <= backoff_max")
+        self.socket_path = socket_path
+        self.agent_id = agent_id
+        self.pool = pool
+        self.fleet = fleet
+        self.call_timeout = call_timeout
+        self.connect_timeout = connect_timeout
+        self.backoff_min = backoff_min
+        self.backoff_max = backoff_max
+        self.stop_grace = stop_grace
+        self._token = token
+        self._sleep = sleep
+        self._rng = rng or _random.Random()
+        self._ready: Callable[[], object] = notify_ready if ready is None else ready
+        self._on_open: OpenHandler | None = None
+        self._on_message: MessageHandler | None = None
+        self._on_closing: ClosingHandler | None = None
+        self._sessions: dict[str, Session] = {}
+        self._queues = _SessionQueues(workers, f"clawctl-agent-{agent_id}")
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._conn: Connection | None = None  # said hello, published for calls
+        self._connecting: Connection | None = None  # connected, hello in flight
+        self._closing = False  # stop() is closing the connections: publish no more
+        self._identity: Mapping[str, Any] = {}
+        self._heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL
+        self._connections = 0
+        self._started = False
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._wake_fd: int | None = None
+        self._signalled: int | None = None
+        self._supervisor = threading.Thread(target=self._supervise, name=f"clawctl-agent-{agent_id}", daemon=True)
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Agent:
+        """The agent the daemon started this process as, from ``CLAWCTL_SOCKET``, ``CLAWCTL_AGENT_ID``,
+        ``CLAWCTL_TOKEN`` (required) and ``CLAWCTL_POOL``/``CLAWCTL_FLEET``. Raises ``ClawctlError``
+        naming every missing variable when the process was not started by a clawctl daemon.
+        ``options`` go to the constructor."""
+        env = os.environ if environ is None else environ
+        missing = [name for name in ENV_VARS if not env.get(name)]
+        if missing:
+            raise ClawctlError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: this program "
+                               "must be started by a clawctl daemon to use the agent SDK",
+                               hint="run it as the command of an AgentPool (`clawctl apply`), or set "
+                                    + ", ".join(ENV_VARS))
+        return cls(env["CLAWCTL_SOCKET"], env["CLAWCTL_AGENT_ID"], env["CLAWCTL_TOKEN"],
+                   pool=env.get("CLAWCTL_POOL") or None, fleet=env.get("CLAWCTL_FLEET") or None, **options)
+
+    def on_open(self, handler: _O) -> _O:
+        """Register ``handler(session, state)`` for sessions placed on this agent (usable as a decorator).
+        ``state`` is the state the session carried over ({} for a new one)."""
+        self._on_open = handler
+        return handler
+
+    def on_message(self, handler: _M) -> _M:
+        """Register ``handler(session, message) -> reply`` (usable as a decorator). The return value
+        (any JSON value) is the reply; an exception becomes an ``error`` reply and is logged."""
+        self._on_message = handler
+        return handler
+
+    def on_closing(self, handler: _C) -> _C:
+        """Register ``handler(session, reason, deadline)`` (usable as a decorator), called when a session
+        closes; save its state there. The SDK acknowledges with ``sessions.close`` once it returns."""
+        self._on_closing = handler
+        return handler
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def connected(self) -> bool:
+        """Whether a connection that said hello is up right now."""
+        conn = self._conn
+        return conn is not None and not conn.closed
+
+    @property
+    def identity(self) -> Mapping[str, Any]:
+        """The daemon's answer to the latest successful ``hello`` ({} before the first)."""
+        return self._identity
+
+    @property
+    def connections(self) -> int:
+        """How many times a hello has succeeded (1 after the first connection, +1 per reconnection)."""
+        return self._connections
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until the agent is connected (True) or ``timeout`` passes or it stops (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self.connected:
+                if self._stopping.is_set():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def start(self) -> None:
+        """Start connecting, heartbeating and serving events in background threads; returns at once.
+        An agent starts once; after ``stop`` it cannot be started again."""
+        if not self._start():
+            raise ClawctlError("this agent was stopped" if self._stopping.is_set() else "this agent was already started",
+                               hint="make a new Agent to connect again")
+
+    def _start(self) -> bool:
+        with self._lock:
+            if self._started or self._stopping.is_set():
+                return False
+            self._started = True
+            self._queues.start()  # under the lock: stop() sees an agent either not started or fully started
+            self._supervisor.start()
+            return True
+
+    def run(self) -> None:
+        """Start (if not started) and block until SIGTERM/SIGINT or ``stop()``, then stop cleanly.
+        Signal handlers are installed only when called from the main thread, and restored on return."""
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        previous: dict[signal.Signals, Any] = {}
+        try:
+            with self._lock:
+                self._wake_fd = write_fd
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    previous[sig] = signal.signal(sig, self._on_signal)
+            self._start()  # unless started already (or stopped: then the loop ends at once)
+            while not self._stopping.is_set() and self._signalled is None:
+                os.read(read_fd, 64)  # a signal handler or stop() writes a byte
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+            with self._lock:
+                self._wake_fd = None
+            os.close(write_fd)
+            os.close(read_fd)
+            self.stop()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        # Runs in the main thread between bytecodes: take no lock, just wake run().
+        self._signalled = signum
+        fd = self._wake_fd
+        if fd is not None:
+            try:
+                os.write(fd, b"s")
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """Stop: no more reconnections or new events; running handlers get ``stop_grace`` seconds to
+        finish (their replies still go out), then the connection closes. Idempotent; safe from any
+        thread, including a handler."""
+        with self._lock:
+            first = not self._stopping.is_set()
+            self._stopping.set()
+            if self._wake_fd is not None:
+                try:
+                    os.write(self._wake_fd, b"x")
+                except OSError:
+                    pass
+            started = self._started
+            self._cond.notify_all()
+        if not first:
+            if not self._queues.in_worker():
+                self._stopped.wait(self.stop_grace + 10.0)
+            return
+        try:
+            if started:
+                self._queues.stop(self.stop_grace)  # meanwhile a hello in flight may still complete
+            with self._cond:
+                self._closing = True  # from here on no connection is published
+                conns = [c for c in (self._conn, self._connecting) if c is not None]
+                self._conn = None
+                self._cond.notify_all()
+            for conn in conns:
+                conn.close()
+            if started and threading.current_thread() is not self._supervisor:
+                self._supervisor.join(self.stop_grace + 10.0)
+        finally:
+            self._stopped.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` was called (or a signal received by ``run``)."""
+        return self._stopping.is_set() or self._signalled is not None
+
+    # ------------------------------------------------------------ calls
+    def call(self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None) -> Any:
+        """Call ``method`` on the daemon and return its result. Waits up to ``connect_timeout`` for a
+        connection while disconnected, then up to ``timeout`` (default ``call_timeout``) for the answer.
+        Raises the daemon's ``ClawctlError`` subclass; ``DaemonUnavailable`` when it does not answer in
+        time or the agent is stopping; ``ConnectionClosed`` when the connection drops during a call that
+        is not safe to repeat (``sessions.open``, ``sessions.send``: it may or may not have happened)."""
+        if not self._started:
+            raise ClawctlError(f"{method}: the agent is not started", hint="call agent.start() or agent.run() first")
+        wait = self.call_timeout if timeout is None else timeout
+        connect_deadline = time.monotonic() + self.connect_timeout
+        while True:
+            conn = self._wait_connection(method, connect_deadline)
+            try:
+                return conn.call(method, params, timeout=wait)
+            except ConnectionClosed:
+                if method not in _RETRY_SAFE or self._stopping.is_set():
+                    raise
+
+    def _wait_connection(self, method: str, deadline: float) -> Connection:
+        with self._cond:
+            while True:
+                conn = self._conn
+                if conn is not None and not conn.closed:
+                    return conn
+                if self._closing or (self._stopping.is_set() and self._connecting is None):
+                    raise DaemonUnavailable(f"{method}: the agent is stopping and no longer connected")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DaemonUnavailable(f"{method}: not connected to the daemon within "
+                                            f"{self.connect_timeout:g}s", hint=f"is the daemon running? "
+                                            f"(socket {self.socket_path})")
+                self._cond.wait(remaining)
+
+    def get_state(self, session: SessionRef) -> dict[str, Any]:
+        """The state of a session this agent owns (an object, {} when never set)."""
+        result = self.call("session.state.get", {"session": _session_id(session)})
+        data = result.get("data") if isinstance(result, Mapping) else None
+        return dict(data) if isinstance(data, Mapping) else {}
+
+    def set_state(self, session: SessionRef, state: Mapping[str, Any]) -> int:
+        """Replace the state of a session this agent owns with ``state``; returns its new version."""
+        result = self.call("session.state.set", {"session": _session_id(session), "state": dict(state)})
+        version = result.get("version") if isinstance(result, Mapping) else None
+        return version if isinstance(version, int) else 0
+
+    def open_session(self, pool: str, key: str | None = None, *, fleet: str | None = None) -> Session:
+        """Open a session in ``pool`` (placed by its balancing strategy; ``key`` for consistent-hash
+        pools) and return it. The daemon checks the CommunicationPolicy (``PolicyDenied``)."""
+        params: dict[str, Any] = {"pool": pool}
+        if key is not None:
+            params["key"] = key
+        if fleet is not None:
+            params["fleet"] = fleet
+        return Session.from_wire(self.call("sessions.open", params))
+
+    def send(self, session: SessionRef, message: Any, timeout: float | None = None) -> Any:
+        """Send ``message`` (any JSON value) to ``session``'s owner and return its reply. ``timeout``
+        (seconds, ≤ 3600) bounds the wait for the reply (default: the daemon's). Raises what the daemon
+        raised; a ``ClawctlError`` when the owner answered with an error."""
+        params: dict[str, Any] = {"session": _session_id(session), "message": message}
+        if timeout is not None:
+            params["timeout"] = timeout
+        wait = SEND_MAX_WAIT if timeout is None else timeout + SEND_MARGIN
+        result = self.call("sessions.send", params, timeout=wait)
+        return result.get("reply") if isinstance(result, Mapping) else None
+
+    def close_session(self, session: SessionRef, *, graceful: bool | None = None) -> dict[str, Any]:
+        """Close a session this agent owns (or opened); returns the session object after the close."""
+        params: dict[str, Any] = {"session": _session_id(session)}
+        if graceful is not None:
+            params["graceful"] = graceful
+        result = self.call("sessions.close", params)
+        return dict(result) if isinstance(result, Mapping) else {}
+
+    def show_session(self, session: SessionRef, *, history: int | None = None) -> dict[str, Any]:
+        """A session object with its ``data`` (state) and ``history`` (own sessions only)."""
+        params: dict[str, Any] = {"session": _session_id(session)}
+        if history is not None:
+            params["history"] = history
+        result = self.call("sessions.show", params)
+        return dict(result) if isinstance(result, Mapping) else {}
+
+    def list_sessions(self, **filters: Any) -> list[dict[str, Any]]:
+        """This agent's sessions, newest first; ``filters``: ``pool``, ``fleet``, ``state``, ``limit``."""
+        result = self.call("sessions.list", filters)
+        sessions = result.get("sessions") if isinstance(result, Mapping) else None
+        return [dict(s) for s in sessions] if isinstance(sessions, list) else []
+
+    # ------------------------------------------------------------ events
+    def _on_event(self, event: Event) -> None:
+        # In the connection's reader thread: queue, never block.
+        data = event.data
+        sid = data.get("session")
+        if not isinstance(sid, str):
+            log.warning("clawctl agent: ignored a %s event without a session", event.event)
+            return
+        if event.event == "session.opened":
+            self._queues.submit(sid, lambda: self._handle_opened(sid, data))
+        elif event.event == "session.message":
+            self._queues.submit(sid, lambda: self._handle_message(sid, data))
+        elif event.event == "session.closing":
+            self._queues.submit(sid, lambda: self._handle_closing(sid, data))
+        else:
+            log.debug("clawctl agent: ignored unknown event %s", event.event)
+
+    def _session(self, sid: str) -> Session:
+        with self._lock:
+            known = self._sessions.get(sid)
+        return known if known is not None else Session(sid, self.pool)
+
+    def _handle_opened(self, sid: str, data: Mapping[str, Any]) -> None:
+        pool, key, state = data.get("pool"), data.get("key"), data.get("state")
+        session = Session(sid, pool if isinstance(pool, str) else self.pool, key if isinstance(key, str) else None)
+        with self._lock:
+            self._sessions[sid] = session
+        handler = self._on_open
+        if handler is None:
+            return
+        try:
+            handler(session, dict(state) if isinstance(state, Mapping) else {})
+        except Exception:
+            log.exception("clawctl agent %s: on_open failed for session %s", self.agent_id, sid)
+
+    def _handle_message(self, sid: str, data: Mapping[str, Any]) -> None:
+        message_id = data.get("message_id")
+        if not isinstance(message_id, str):
+            log.warning("clawctl agent %s: ignored a message without an id in session %s", self.agent_id, sid)
+            return
+        session = self._session(sid)
+        handler = self._on_message
+        params: dict[str, Any] = {"session": sid, "message_id": message_id}
+        if handler is None:
+            params["error"] = f"agent {self.agent_id} has no message handler"
+        else:
+            try:
+                params["message"] = handler(session, data.get("message"))
+            except Exception as exc:
+                log.exception("clawctl agent %s: on_message failed for session %s, message %s",
+                              self.agent_id, sid, message_id)
+                params["error"] = error_text(exc)
+        try:
+            self.call("sessions.reply", params)
+        except ClawctlError as exc:
+            if "message" in params and isinstance(exc.__cause__, FrameError):  # the reply itself cannot be sent
+                log.error("clawctl agent %s: the reply to message %s cannot be sent: %s",
+                          self.agent_id, message_id, exc.message)
+                params.pop("message")
+                params["error"] = error_text(exc)
+                self._reply_quietly(params)
+            else:
+                log.warning("clawctl agent %s: the reply to message %s was not delivered: %s",
+                            self.agent_id, message_id, exc.message)
+
+    def _reply_quietly(self, params: Mapping[str, Any]) -> None:
+        try:
+            self.call("sessions.reply", params)
+        except ClawctlError as exc:
+            log.warning("clawctl agent %s: the error reply to message %s was not delivered: %s",
+                        self.agent_id, params.get("message_id"), exc.message)
+
+    def _handle_closing(self, sid: str, data: Mapping[str, Any]) -> None:
+        session = self._session(sid)
+        reason, deadline = data.get("reason"), data.get("deadline")
+        handler = self._on_closing
+        if handler is not None:
+            try:
+                handler(session, reason if isinstance(reason, str) else "",
+                        float(deadline) if isinstance(deadline, (int, float)) else 0.0)
+            except Exception:
+                log.exception("clawctl agent %s: on_closing failed for session %s", self.agent_id, sid)
+        with self._lock:
+            self._sessions.pop(sid, None)
+        try:
+            self.call("sessions.close", {"session": sid})
+        except ClawctlError as exc:
+            log.warning("clawctl agent %s: could not acknowledge the close of session %s: %s",
+                        self.agent_id, sid, exc.message)
+
+    # ------------------------------------------------------------ connection
+    def _supervise(self) -> None:
+        delay = self.backoff_min
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                conn, lost = self._connect_once()
+            except ClawctlError as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("clawctl agent %s: cannot reach the daemon (%s); retrying with backoff",
+                                self.agent_id, exc.message)
+                self._pause(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            if failures:
+                log.warning("clawctl agent %s: connected after %d failed attempts", self.agent_id, failures)
+            failures = 0
+            up = time.monotonic()
+            self._heartbeat_until_closed(conn, lost)
+            with self._cond:
+                if self._conn is conn:
+                    self._conn = None
+                self._cond.notify_all()  # callers waiting while stopping must not wait for a reconnection
+            conn.close()
+            if self._stopping.is_set():
+                break
+            log.warning("clawctl agent %s: lost the connection to the daemon; reconnecting", self.agent_id)
+            if time.monotonic() - up >= self.backoff_max:
+                delay = self.backoff_min  # it was a healthy connection: start over
+            self._pause(delay)  # never hammer a daemon that accepts then drops us
+            delay = min(delay * 2, self.backoff_max)
+
+    def _pause(self, delay: float) -> None:
+        jittered = delay * (0.5 + 0.5 * self._rng.random())  # "equal jitter": in [delay/2, delay]
+        if self._sleep is not None:
+            self._sleep(jittered)
+        else:
+            self._stopping.wait(jittered)
+
+    def _connect_once(self) -> tuple[Connection, threading.Event]:
+        """Connect, say hello and publish the connection; the event is set when it closes."""
+        lost = threading.Event()
+        conn = Connection.connect(self.socket_path, on_event=self._on_event, on_close=lost.set)
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._connecting = conn
+        if closing:
+            conn.close()
+            raise DaemonUnavailable("the agent is stopping")
+        try:
+            identity = conn.hello(agent_id=self.agent_id, token=self._token, client=CLIENT,
+                                  timeout=self.call_timeout)
+        except ClawctlError:
+            conn.close()
+            raise
+        finally:
+            with self._cond:
+                self._connecting = None
+                self._cond.notify_all()
+        interval = identity.get("heartbeat_interval")
+        self._heartbeat_interval = (float(interval) if isinstance(interval, (int, float)) and interval > 0
+                                    else DEFAULT_HEARTBEAT_INTERVAL)
+        with self._cond:
+            closing = self._closing  # stopping alone is no reason: running handlers may still reply on it
+            if not closing:
+                self._publish(conn, identity)
+        if closing:
+            conn.close()
+            raise DaemonUnavailable("the agent is stopping")
+        try:
+            self._ready()
+        except Exception:
+            log.exception("clawctl agent %s: could not notify readiness", self.agent_id)
+        return conn, lost
+
+    def _publish(self, conn: Connection, identity: Mapping[str, Any]) -> None:
+        """Make ``conn`` the one calls use (with ``self._cond`` held)."""
+        self._identity = identity
+        for name in ("pool", "fleet"):
+            value = identity.get(name)
+            if isinstance(value, str) and getattr(self, name) is None:
+                setattr(self, name, value)
+        self._conn = conn
+        self._connections += 1
+        self._cond.notify_all()
+
+    def _heartbeat_until_closed(self, conn: Connection, lost: threading.Event) -> None:
+        while not lost.wait(self._heartbeat_interval):
+            try:
+                conn.call("heartbeat", timeout=max(self._heartbeat_interval * 2, 5.0))
+            except ConnectionClosed:
+                return
+            except ClawctlError as exc:
+                log.warning("clawctl agent %s: heartbeat failed: %s", self.agent_id, exc.message)

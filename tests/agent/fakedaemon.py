@@ -1,0 +1,327 @@
+"""A fake clawctl daemon for SDK tests: a real AF_UNIX socket server in threads that speaks
+the framing of ``clawctl.protocol.framing`` and checks every request against the method
+table (``methods.check_call``), so an SDK request the real daemon would refuse fails here
+too. It authenticates agents by token only, keeps sessions and their state in memory,
+routes ``sessions.send`` to the owner's connection and records every request.
+
+It can stop and start again on the same path (a daemon restart) and drop its
+connections while listening. Nothing here sleeps to wait: tests wait on conditions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clawctl.errors import ClawctlError, NotFound, ProtocolError, Unauthenticated
+from clawctl.protocol import methods
+from clawctl.protocol.framing import FrameDecoder, FrameError, encode_frame
+from clawctl.protocol.messages import PROTOCOL_VERSION, error_response, parse_request
+
+PATIENCE = 30.0
+"""Upper bound for waits that normally end in milliseconds (a loaded CI VM can be very slow)."""
+
+
+@dataclass
+class Record:
+    """One request the fake received: on which connection (1, 2, ...), from whom, what."""
+
+    conn: int
+    agent_id: str | None
+    method: str
+    params: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Client:
+    number: int
+    sock: socket.socket
+    write: threading.Lock = field(default_factory=threading.Lock)
+    agent_id: str | None = None
+    closed: bool = False
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        frame = encode_frame(message)
+        with self.write:
+            try:
+                self.sock.sendall(frame)
+            except OSError:
+                self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class FakeDaemon:
+    """See the module docstring. ``heartbeat_interval`` is what hello answers."""
+
+    def __init__(self, path: str, *, heartbeat_interval: float = 0.05, fleet: str = "test") -> None:
+        self.path = path
+        self.heartbeat_interval = heartbeat_interval
+        self.fleet = fleet
+        self.agents: dict[str, tuple[str, str]] = {}  # agent id -> (pool, token)
+        self.records: list[Record] = []
+        self.states: dict[str, tuple[dict[str, Any], int]] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.replies: dict[str, dict[str, Any]] = {}  # message id -> sessions.reply params
+        self.before_hello: Callable[[str | None], None] | None = None
+        self.cond = threading.Condition()
+        self._clients: list[_Client] = []
+        self._numbers = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []  # failures inside the fake itself (a test asserts none)
+
+    # ------------------------------------------------------------ control
+    def add_agent(self, agent_id: str, pool: str, token: str | None = None) -> dict[str, str]:
+        """Register an agent; returns the environment a daemon would give its process."""
+        token = token or f"token-of-{agent_id}"
+        self.agents[agent_id] = (pool, token)
+        return {"CLAWCTL_SOCKET": self.path, "CLAWCTL_AGENT_ID": agent_id, "CLAWCTL_TOKEN": token,
+                "CLAWCTL_POOL": pool, "CLAWCTL_FLEET": self.fleet}
+
+    def start(self) -> None:
+        """Listen on ``path`` (again, after ``stop``)."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.path)
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self._listener = listener
+        self._acceptor = self._spawn(self._accept_loop, listener)
+
+    def stop(self) -> None:
+        """Stop listening, drop every connection and remove the socket file (a daemon going away)."""
+        listener, self._listener = self._listener, None
+        if self._acceptor is not None:
+            self._acceptor.join(PATIENCE)  # it notices within one accept timeout; then close its socket
+            self._acceptor = None
+        if listener is not None:
+            listener.close()
+        self.drop()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        for thread in list(self._threads):
+            if thread is not threading.current_thread():
+                thread.join(PATIENCE)
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def drop(self) -> None:
+        """Close every client connection (the agents see ConnectionClosed), keep listening."""
+        with self.cond:
+            clients = list(self._clients)
+        for client in clients:
+            client.close()
+
+    def calls(self, method: str | None = None, agent_id: str | None = None) -> list[Record]:
+        """The recorded requests, optionally only of ``method`` and/or from ``agent_id``."""
+        with self.cond:
+            return [r for r in self.records
+                    if (method is None or r.method == method) and (agent_id is None or r.agent_id == agent_id)]
+
+    def wait(self, predicate: Callable[[], Any], what: str, timeout: float = PATIENCE) -> Any:
+        """Wait until ``predicate()`` is truthy (re-checked on every request and at least every 50 ms)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+                self.cond.wait(min(remaining, 0.05))
+
+    def connected_agents(self) -> set[str]:
+        """Agents with a live connection that said hello."""
+        with self.cond:
+            return {c.agent_id for c in self._clients if c.agent_id is not None and not c.closed}
+
+    def client_of(self, agent_id: str, timeout: float = PATIENCE) -> _Client:
+        """The agent's newest live connection that said hello (waits for one)."""
+        def live() -> _Client | None:
+            for client in reversed(self._clients):
+                if client.agent_id == agent_id and not client.closed:
+                    return client
+            return None
+        return self.wait(live, f"{agent_id} to be connected", timeout)
+
+    def push(self, agent_id: str, event: str, data: Mapping[str, Any]) -> None:
+        """Send an event to the agent's live connection."""
+        self.client_of(agent_id).send({"event": event, "data": dict(data)})
+
+    def open_session(self, pool: str, key: str | None = None, state: Mapping[str, Any] | None = None,
+                     agent_id: str | None = None) -> str:
+        """Open a session on ``agent_id`` (default: the first agent of ``pool``) and push session.opened."""
+        owner = agent_id or next(a for a, (p, _) in self.agents.items() if p == pool)
+        sid = f"s-{next(self._ids)}"
+        with self.cond:
+            self.sessions[sid] = {"id": sid, "fleet": self.fleet, "pool": pool, "agent_id": owner, "key": key,
+                                  "state": "Open"}
+            self.states[sid] = (dict(state or {}), 0)
+        data: dict[str, Any] = {"session": sid, "pool": pool, "state": dict(state or {})}
+        if key is not None:
+            data["key"] = key
+        self.push(owner, "session.opened", data)
+        return sid
+
+    def post(self, sid: str, message: Any) -> str:
+        """Push a message to the session's owner; returns its message id (see ``reply_to``)."""
+        mid = f"m-{next(self._ids)}"
+        self.push(self.sessions[sid]["agent_id"], "session.message",
+                  {"session": sid, "message_id": mid, "message": message})
+        return mid
+
+    def reply_to(self, mid: str, timeout: float = PATIENCE) -> dict[str, Any]:
+        """The sessions.reply params answering message ``mid`` (waits for them)."""
+        return self.wait(lambda: self.replies.get(mid), f"the reply to {mid}", timeout)
+
+    def message(self, sid: str, message: Any, timeout: float = PATIENCE) -> dict[str, Any]:
+        """``post`` then ``reply_to``."""
+        return self.reply_to(self.post(sid, message), timeout)
+
+    # ------------------------------------------------------------ serving
+    def _spawn(self, target: Callable[..., None], *args: Any) -> threading.Thread:
+        def guarded() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
+                self.errors.append(exc)
+        thread = threading.Thread(target=guarded, daemon=True, name=f"fake-daemon-{target.__name__}")
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.settimeout(None)
+            client = _Client(next(self._numbers), sock)
+            with self.cond:
+                self._clients.append(client)
+            self._spawn(self._serve, client)
+
+    def _serve(self, client: _Client) -> None:
+        decoder = FrameDecoder()
+        try:
+            while not client.closed:
+                try:
+                    chunk = client.sock.recv(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                try:
+                    frames = decoder.feed(chunk)
+                except FrameError as exc:
+                    raise AssertionError(f"the SDK sent a bad frame: {exc}") from exc
+                for obj in frames:
+                    self._request(client, obj)
+        finally:
+            client.closed = True
+            client.sock.close()
+            with self.cond:
+                self.cond.notify_all()
+
+    def _request(self, client: _Client, obj: dict[str, Any]) -> None:
+        request = parse_request(obj)
+        role = methods.Role.AGENT if client.agent_id is not None else None
+        claimed = request.params.get("agent_id") if request.method == "hello" else client.agent_id
+        with self.cond:
+            self.records.append(Record(client.number, claimed, request.method, dict(request.params)))
+            self.cond.notify_all()
+        try:
+            methods.check_call(request, role)  # what the real daemon refuses, the fake refuses
+            if request.method == "sessions.send":  # waits for another agent: not in the reader
+                self._spawn(self._answer_send, client, request.id, dict(request.params))
+                return
+            result = self._handle(client, request.method, dict(request.params))
+        except ClawctlError as exc:
+            client.send(error_response(request.id, exc).to_json())
+            if request.method == "hello":
+                client.close()
+            return
+        client.send({"id": request.id, "result": result})
+
+    def _handle(self, client: _Client, method: str, params: dict[str, Any]) -> Any:
+        if method == "hello":
+            agent_id = params.get("agent_id")
+            known = self.agents.get(agent_id) if isinstance(agent_id, str) else None
+            if params["version"] != PROTOCOL_VERSION or known is None or known[1] != params.get("token"):
+                raise Unauthenticated("agent authentication failed")
+            if self.before_hello is not None:
+                self.before_hello(agent_id)
+            with self.cond:
+                client.agent_id = agent_id
+                self.cond.notify_all()
+            return {"version": PROTOCOL_VERSION, "role": "agent", "agent_id": agent_id, "fleet": self.fleet,
+                    "pool": known[0], "max_frame": 1 << 20, "heartbeat_interval": self.heartbeat_interval}
+        if method == "heartbeat":
+            return {"ok": True}
+        if method == "sessions.reply":
+            if ("message" in params) == ("error" in params):
+                raise ProtocolError("sessions.reply needs message or error, not both")
+            with self.cond:
+                self.replies[params["message_id"]] = params
+                self.cond.notify_all()
+            return {"ok": True}
+        if method == "sessions.open":
+            pool = params["pool"]
+            if not any(p == pool for p, _ in self.agents.values()):
+                raise NotFound(f"pool {pool} not found")
+            owner = next(a for a, (p, _) in self.agents.items() if p == pool)
+            sid = self.open_session(pool, key=params.get("key"), agent_id=owner)
+            return self.sessions[sid]
+        session = self.sessions.get(params.get("session", ""))
+        if session is None:
+            raise NotFound(f"session {params.get('session')} not found")
+        sid = session["id"]
+        if method == "sessions.close":
+            session["state"] = "Closed"
+            return session
+        if method == "sessions.show":
+            return {**session, "data": self.states[sid][0], "history": []}
+        if method == "session.state.get":
+            data, version = self.states[sid]
+            return {"session": sid, "data": data, "version": version}
+        if method == "session.state.set":
+            with self.cond:
+                version = self.states[sid][1] + 1
+                self.states[sid] = (params["state"], version)
+            return {"session": sid, "version": version}
+        raise ProtocolError(f"the fake daemon does not serve {method}")
+
+    def _answer_send(self, client: _Client, request_id: int, params: dict[str, Any]) -> None:
+        try:
+            session = self.sessions.get(params["session"])
+            if session is None:
+                raise NotFound(f"session {params['session']} not found")
+            mid = self.post(session["id"], params["message"])
+            reply = self.reply_to(mid, params.get("timeout", PATIENCE))
+            if "error" in reply:
+                raise ClawctlError(f"agent {session['agent_id']} failed to handle the message: {reply['error']}")
+            result = {"session": session["id"], "message_id": mid, "agent_id": session["agent_id"],
+                      "reply": reply["message"]}
+        except ClawctlError as exc:
+            client.send(error_response(request_id, exc).to_json())
+            return
+        client.send({"id": request_id, "result": result})
