@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import random as _random
 import signal
 import threading
@@ -119,23 +118,23 @@ def error_text(exc: BaseException) -> str:
 
 
 class _SessionQueues:
-    """Runs tasks keyed by session on a bounded pool of daemon threads: one key's tasks in
-    submission order and never concurrently; different keys concurrently, round-robin."""
+    """Runs tasks keyed by session on at most ``workers`` daemon threads, started only when
+    needed: one key's tasks in submission order and never concurrently; different keys
+    concurrently, round-robin."""
 
     def __init__(self, workers: int, name: str) -> None:
-        self._lock = threading.Lock()
-        self._queues: dict[str, deque[Callable[[], None]]] = {}  # a key is here iff scheduled or running
-        self._ready: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._workers = workers
+        self._name = name
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[Callable[[], None]]] = {}  # a key is here iff ready or running
+        self._ready: deque[str] = deque()  # keys with tasks and no thread on them, oldest first
+        self._idle = 0  # threads waiting for a ready key
+        self._threads: list[threading.Thread] = []
         self._stopping = False
-        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
 
     def submit(self, key: str, task: Callable[[], None]) -> None:
         """Queue ``task`` behind ``key``'s earlier tasks. Never blocks (safe in the reader thread)."""
-        with self._lock:
+        with self._cond:
             if self._stopping:
                 return
             pending = self._queues.get(key)
@@ -143,43 +142,57 @@ class _SessionQueues:
                 pending.append(task)
                 return
             self._queues[key] = deque((task,))
-        self._ready.put(key)
+            self._schedule(key)
+
+    def _schedule(self, key: str) -> None:
+        # With self._cond held.
+        self._ready.append(key)
+        if len(self._ready) > self._idle and len(self._threads) < self._workers:
+            thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        self._cond.notify()
 
     def _work(self) -> None:
         while True:
-            key = self._ready.get()
-            if key is None:
-                return
-            with self._lock:
+            with self._cond:
+                self._idle += 1
+                while not self._ready and not self._stopping:
+                    self._cond.wait()
+                self._idle -= 1
                 if self._stopping:
-                    continue
+                    return
+                key = self._ready.popleft()
                 task = self._queues[key].popleft()
             try:
                 task()
             except BaseException:  # a task must never end a worker  # noqa: BLE001
                 log.exception("clawctl agent: an internal task failed")
-            with self._lock:
+            with self._cond:
                 if self._stopping:
-                    continue
+                    return
                 if self._queues[key]:
-                    self._ready.put(key)  # to the back: other sessions get their turn
+                    self._schedule(key)  # to the back: other sessions get their turn
                 else:
                     del self._queues[key]
 
     def in_worker(self) -> bool:
-        return threading.current_thread() in self._threads
+        """Whether the calling thread is one of the workers (a handler)."""
+        with self._cond:
+            return threading.current_thread() in self._threads
 
     def stop(self, grace: float) -> bool:
         """Drop queued tasks, let running ones finish for up to ``grace`` seconds; True if all ended."""
-        with self._lock:
+        with self._cond:
             self._stopping = True
             self._queues.clear()
-        for _ in self._threads:
-            self._ready.put(None)
+            self._ready.clear()
+            self._cond.notify_all()
+            threads = list(self._threads)
         deadline = time.monotonic() + grace
         ended = True
-        for thread in self._threads:
-            if thread is threading.current_thread() or not thread.is_alive():
+        for thread in threads:
+            if thread is threading.current_thread():
                 continue
             thread.join(max(deadline - time.monotonic(), 0.0))
             ended = ended and not thread.is_alive()
@@ -225,7 +238,7 @@ class Agent:
         self._on_message: MessageHandler | None = None
         self._on_closing: ClosingHandler | None = None
         self._sessions: dict[str, Session] = {}
-        self._queues = _SessionQueues(workers, f"clawctl-agent-{agent_id}")
+        self._queues = _SessionQueues(workers, f"clawctl-agent-{agent_id}-handler")
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._conn: Connection | None = None  # said hello, published for calls
@@ -318,8 +331,7 @@ class Agent:
             if self._started or self._stopping.is_set():
                 return False
             self._started = True
-            self._queues.start()  # under the lock: stop() sees an agent either not started or fully started
-            self._supervisor.start()
+            self._supervisor.start()  # under the lock: stop() sees an agent either not started or fully started
             return True
 
     def run(self) -> None:
@@ -358,8 +370,9 @@ class Agent:
 
     def stop(self) -> None:
         """Stop: no more reconnections or new events; running handlers get ``stop_grace`` seconds to
-        finish (their replies still go out), then the connection closes. Idempotent; safe from any
-        thread, including a handler."""
+        finish (their replies still go out), then the connection closes and the threads end.
+        Idempotent and safe from any thread. From a handler it returns at once and the rest happens
+        in the background, after that handler's reply."""
         with self._lock:
             first = not self._stopping.is_set()
             self._stopping.set()
@@ -370,10 +383,18 @@ class Agent:
                     pass
             started = self._started
             self._cond.notify_all()
+        in_handler = self._queues.in_worker()
         if not first:
-            if not self._queues.in_worker():
+            if not in_handler:
                 self._stopped.wait(self.stop_grace + 10.0)
             return
+        if in_handler:  # it cannot wait for itself: finish the stop once this handler has replied
+            threading.Thread(target=self._finish_stop, args=(started,), name=f"clawctl-agent-{self.agent_id}-stop",
+                             daemon=True).start()
+        else:
+            self._finish_stop(started)
+
+    def _finish_stop(self, started: bool) -> None:
         try:
             if started:
                 self._queues.stop(self.stop_grace)  # meanwhile a hello in flight may still complete

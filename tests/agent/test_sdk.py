@@ -423,9 +423,10 @@ def test_stop_from_inside_a_handler(daemon: FakeDaemon, new_agent: AgentFactory)
     runner = threading.Thread(target=agent.run)
     runner.start()
     sid = daemon.open_session("p")
-    daemon.post(sid, "stop")
+    assert daemon.message(sid, "stop")["message"] == "bye"  # its own reply still goes out
     runner.join(PATIENCE)
     assert not runner.is_alive()
+    daemon.wait(lambda: not daemon.connected_agents(), "the connection to close")
 
 
 # ------------------------------------------------------------ processes
@@ -466,3 +467,53 @@ def test_a_failing_handler_logs_its_traceback_to_stderr(daemon: FakeDaemon) -> N
     assert proc.returncode == 0  # SIGTERM: run() returned, the program ended normally
     assert "on_message failed for session" in stderr
     assert "Traceback (most recent call last)" in stderr and "ZeroDivisionError: no way" in stderr
+
+
+def test_handler_threads_start_on_demand_up_to_the_bound(daemon: FakeDaemon, new_agent: AgentFactory) -> None:
+    agent = new_agent("a-0", "p", start=False, workers=2)
+    release = threading.Event()
+    lock = threading.Lock()
+    active: list[int] = [0, 0]  # now, most
+
+    @agent.on_message
+    def slow(_session: Session, message: Any) -> Any:
+        with lock:
+            active[0] += 1
+            active[1] = max(active)
+        release.wait(PATIENCE)
+        with lock:
+            active[0] -= 1
+        return message
+
+    def handler_threads() -> int:
+        return sum(t.name.startswith("clawctl-agent-a-0-handler") for t in threading.enumerate())
+
+    agent.start()
+    assert agent.wait_connected(PATIENCE)
+    assert handler_threads() == 0  # an idle agent costs no handler thread
+    posted = [daemon.post(daemon.open_session("p"), n) for n in range(3)]
+    daemon.wait(lambda: active[0] == 2, "two handlers at once")
+    assert handler_threads() == 2
+    release.set()
+    assert [daemon.reply_to(mid)["message"] for mid in posted] == [0, 1, 2]
+    assert active[1] == 2 and handler_threads() == 2
+
+
+def test_stop_ends_run_while_hello_hangs(daemon: FakeDaemon, new_agent: AgentFactory) -> None:
+    in_hello, release = threading.Event(), threading.Event()
+
+    def hang(_agent_id: str | None) -> None:
+        in_hello.set()
+        release.wait(PATIENCE)
+
+    daemon.before_hello = hang
+    agent = new_agent("a-0", "p", start=False)
+    runner = threading.Thread(target=agent.run)
+    runner.start()
+    try:
+        assert in_hello.wait(PATIENCE)
+        agent.stop()
+        runner.join(PATIENCE)
+        assert not runner.is_alive() and not agent.connected
+    finally:
+        release.set()
