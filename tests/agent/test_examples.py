@@ -19,13 +19,12 @@ from tests.agent.fakedaemon import PATIENCE, FakeDaemon
 class Program:
     """One example agent process; its stdout and stderr go to files (no pipe can fill up)."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], logs: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], logs: Path) -> None:
         self.name = name
         self.out = logs / f"{name}.out"
         self.err = logs / f"{name}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", f"clawctl.agent.examples.{name}", *args],
-                                         env=dict(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(argv, env=dict(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
 
     def stop(self) -> int:
         """SIGTERM and wait; the exit code (negative: killed by that signal)."""
@@ -62,8 +61,11 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def start(programs: list[Program], tmp_path: Path, name: str, args: list[str], env: Mapping[str, str]) -> Program:
-    program = Program(name, args, env, tmp_path)
+def start(programs: list[Program], tmp_path: Path, name: str, args: list[str], env: Mapping[str, str],
+          argv: list[str] | None = None) -> Program:
+    """Start example ``name`` with ``args`` (or the command ``argv``), ended at teardown."""
+    argv = argv or [sys.executable, "-m", f"clawctl.agent.examples.{name}", *args]
+    program = Program(name, argv, env, tmp_path)
     programs.append(program)
     return program
 
@@ -161,3 +163,20 @@ def test_coordinator_reports_a_pool_it_cannot_reach(daemon: FakeDaemon, programs
     start(programs, tmp_path, "coordinator", ["--target-pool", "nowhere"], env)
     sid = daemon.open_session("coord")
     assert daemon.message(sid, "x")["error"] == "NotFound: pool nowhere not found"
+
+
+def test_the_example_in_the_sdk_docs_works(daemon: FakeDaemon, programs: list[Program], tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "sdk.md").read_text()
+    code = re.search(r"```python\n(.*?)```", docs, re.S)
+    assert code is not None
+    script = tmp_path / "my_agent.py"
+    script.write_text(code.group(1))
+    env = {**base_env(), **daemon.add_agent("mine-0", "mine")}
+    program = start(programs, tmp_path, "docs", [], env, argv=[sys.executable, str(script)])
+    sid = daemon.open_session("mine", state={"turns": 2})
+    wait_log(daemon, program, f"session {sid} in mine, carried state {{'turns': 2}}")
+    assert daemon.message(sid, "hi")["message"] == {"turn": 3, "echo": "hi"}
+    assert daemon.message(sid, "again")["message"] == {"turn": 4, "echo": "again"}
+    daemon.push("mine-0", "session.closing", {"session": sid, "reason": "idle", "deadline": 5})
+    daemon.wait(lambda: daemon.calls("sessions.close", "mine-0"), "the close acknowledgement")
+    assert program.stop() == 0
