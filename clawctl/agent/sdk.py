@@ -238,6 +238,7 @@ class Agent:
         self._on_message: MessageHandler | None = None
         self._on_closing: ClosingHandler | None = None
         self._sessions: dict[str, Session] = {}
+        self._inflight: set[str] = set()  # message ids queued or being handled: a redelivery is skipped
         self._queues = _SessionQueues(workers, f"clawctl-agent-{agent_id}-handler")
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -515,6 +516,13 @@ class Agent:
         if event.event == "session.opened":
             self._queues.submit(sid, lambda: self._handle_opened(sid, data))
         elif event.event == "session.message":
+            message_id = data.get("message_id")
+            if isinstance(message_id, str):
+                with self._lock:
+                    if message_id in self._inflight:  # redelivered (e.g. on a new connection) while queued
+                        log.debug("clawctl agent: message %s is already being handled", message_id)
+                        return
+                    self._inflight.add(message_id)
             self._queues.submit(sid, lambda: self._handle_message(sid, data))
         elif event.event == "session.closing":
             self._queues.submit(sid, lambda: self._handle_closing(sid, data))
@@ -544,6 +552,13 @@ class Agent:
         if not isinstance(message_id, str):
             log.warning("clawctl agent %s: ignored a message without an id in session %s", self.agent_id, sid)
             return
+        try:
+            self._answer(sid, message_id, data.get("message"))
+        finally:
+            with self._lock:
+                self._inflight.discard(message_id)
+
+    def _answer(self, sid: str, message_id: str, message: Any) -> None:
         session = self._session(sid)
         handler = self._on_message
         params: dict[str, Any] = {"session": sid, "message_id": message_id}
@@ -551,7 +566,7 @@ class Agent:
             params["error"] = f"agent {self.agent_id} has no message handler"
         else:
             try:
-                params["message"] = handler(session, data.get("message"))
+                params["message"] = handler(session, message)
             except Exception as exc:
                 log.exception("clawctl agent %s: on_message failed for session %s, message %s",
                               self.agent_id, sid, message_id)

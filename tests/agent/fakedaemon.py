@@ -165,8 +165,9 @@ class FakeDaemon:
         self.client_of(agent_id).send({"event": event, "data": dict(data)})
 
     def open_session(self, pool: str, key: str | None = None, state: Mapping[str, Any] | None = None,
-                     agent_id: str | None = None) -> str:
-        """Open a session on ``agent_id`` (default: the first agent of ``pool``) and push session.opened."""
+                     agent_id: str | None = None, announce: bool = True) -> str:
+        """Open a session on ``agent_id`` (default: the first agent of ``pool``) and push session.opened
+        (unless not ``announce``: as if the agent had missed it)."""
         owner = agent_id or next(a for a, (p, _) in self.agents.items() if p == pool)
         sid = f"s-{next(self._ids)}"
         with self.cond:
@@ -176,7 +177,8 @@ class FakeDaemon:
         data: dict[str, Any] = {"session": sid, "pool": pool, "state": dict(state or {})}
         if key is not None:
             data["key"] = key
-        self.push(owner, "session.opened", data)
+        if announce:
+            self.push(owner, "session.opened", data)
         return sid
 
     def post(self, sid: str, message: Any) -> str:

@@ -129,10 +129,12 @@ def test_worker_reads_the_state_of_a_session_it_was_not_told_about(daemon: FakeD
                                                                    tmp_path: Path) -> None:
     env = {**base_env(), **daemon.add_agent("worker-0", "worker")}
     start(programs, tmp_path, "worker", [], env)
-    sid = daemon.open_session("worker", state={"handled": 7})
-    daemon.drop()  # a daemon restart: the new connection never hears session.opened again
+    sid = daemon.open_session("worker", state={"handled": 7}, announce=False)  # e.g. lost with a connection
+    assert daemon.message(sid, "x")["message"] == {"worker": "worker-0", "echo": "x", "handled": 8}
+    assert [r.params for r in daemon.calls("session.state.get", "worker-0")] == [{"session": sid}]
+    daemon.drop()  # a daemon restart: the worker reconnects and goes on counting
     daemon.wait(lambda: len(daemon.calls("hello", "worker-0")) == 2, "the reconnection")
-    assert daemon.message(sid, "x")["message"]["handled"] == 8
+    assert daemon.message(sid, "y")["message"]["handled"] == 9
 
 
 def test_coordinator_forwards_through_one_worker_session(daemon: FakeDaemon, programs: list[Program],

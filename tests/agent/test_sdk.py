@@ -517,3 +517,32 @@ def test_stop_ends_run_while_hello_hangs(daemon: FakeDaemon, new_agent: AgentFac
         assert not runner.is_alive() and not agent.connected
     finally:
         release.set()
+
+
+def test_a_message_redelivered_while_it_is_handled_runs_once(daemon: FakeDaemon, new_agent: AgentFactory) -> None:
+    agent = new_agent("a-0", "p", start=False)
+    entered, release = threading.Event(), threading.Event()
+    calls: list[Any] = []
+
+    @agent.on_message
+    def slow(_session: Session, message: Any) -> Any:
+        if message == "probe":
+            return message
+        calls.append(message)
+        entered.set()
+        release.wait(PATIENCE)
+        return message
+
+    agent.start()
+    sid, other = daemon.open_session("p"), daemon.open_session("p")
+    data = {"session": sid, "message_id": "m-dup", "message": "once"}
+    daemon.push("a-0", "session.message", data)
+    assert entered.wait(PATIENCE)
+    daemon.push("a-0", "session.message", data)  # the daemon delivers it again (at-least-once)
+    after = daemon.post(sid, "next")
+    daemon.message(other, "probe")  # read after the duplicate on the same socket: it has been seen
+    release.set()
+    assert daemon.reply_to(after)["message"] == "next"
+    assert calls == ["once", "next"]  # the duplicate was skipped, not handled twice
+    replies = [r.params["message_id"] for r in daemon.calls("sessions.reply") if r.params["session"] == sid]
+    assert replies == ["m-dup", after]
