@@ -9,6 +9,7 @@ library only, so an agent loads it cheaply.
 from __future__ import annotations
 
 import itertools
+import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -165,7 +166,10 @@ class Connection:
             return  # a message we cannot read answers nothing we wait for
         if isinstance(message, Event):
             if self._on_event is not None:
-                self._on_event(message)
+                try:
+                    self._on_event(message)
+                except Exception:  # noqa: BLE001 - a handler's bug must not kill the reader
+                    logging.getLogger("clawctl.protocol").exception("event handler failed on %s", message.event)
             return
         if message.id is None:  # the daemon refused the stream itself: every waiter gets it
             assert isinstance(message, ErrorResponse)

@@ -149,14 +149,28 @@ class Registry:
         and the database still orders them (BEGIN IMMEDIATE on SQLite, row locks elsewhere).
         ``synchronous_normal`` (SQLite): commits do not wait for fsync; a commit survives
         the process being killed, not a power loss (WAL mode, SQLite's documented trade).
+        Its commits also skip the WAL checkpoint: call ``checkpoint`` from another thread.
         """
         with translating(self.where, timeout=self.timeout):
             with self._apply_lock():
                 self._ensure_schema()
             conn = self.engine().connect()
             if synchronous_normal and conn.dialect.name == "sqlite":
-                conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                driver = conn.connection.driver_connection
+                driver.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                # Its commits never run the WAL checkpoint (an fsync of a few ms); ``checkpoint``
+                # does that on another thread.
+                driver.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
             return conn.execution_options(clawctl_write=True)
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database (PASSIVE: never waits for, nor
+        blocks, readers and writers). For connections that turned auto-checkpoints off."""
+        if self.url.get_backend_name() != "sqlite":
+            return
+        with translating(self.where, timeout=self.timeout):
+            with self.engine().connect() as conn:
+                conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
 
     @contextmanager
     def row_transaction(self, conn: Connection) -> Iterator[Connection]:

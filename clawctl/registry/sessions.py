@@ -46,7 +46,7 @@ from clawctl.registry.tables import UTCDateTime, agents, session_history, sessio
 
 __all__ = [
     "append_history", "assign_agent", "begin_close", "claim_unclaimed", "close", "count_open_by_agent",
-    "count_unclaimed_by_agent", "create_session",
+    "count_unclaimed_by_agent", "create_session", "record_interaction",
     "due_for_expiry", "get_session", "get_state", "hold", "list_sessions", "prune_closed", "read_history",
     "require_owner", "set_state", "touch_interaction",
 ]
@@ -321,6 +321,58 @@ def append_history(conn: Connection, session_id: str, role: HistoryRole, content
     conn.execute(sa.insert(session_history).values(session_id=session_id, seq=entry.seq, at=at,
                                                    role=entry.role.value, content=content))
     return entry
+
+
+def _interaction_statement(open_only: bool, check_opener: bool) -> Any:
+    """UPDATE that counts one history entry and moves ``last_activity_at`` (never back), built
+    once per variant: this is the hot path of every message and reply."""
+    at = sa.bindparam("i_at", type_=UTCDateTime())
+    where = [_s.id == sa.bindparam("i_id")]
+    where.append(_s.state == SessionState.OPEN.value if open_only else _s.state.in_(_states(ACTIVE)))
+    if open_only:
+        where.append(_s.agent_id.is_not(None))
+    if check_opener:
+        where.append(_s.opened_by == sa.bindparam("i_opener"))
+    return (sa.update(sessions).where(*where)
+            .values(history_len=_s.history_len + 1,
+                    last_activity_at=sa.case((_s.last_activity_at < at, at), else_=_s.last_activity_at)))
+
+
+_INTERACTIONS = {(o, c): _interaction_statement(o, c) for o in (False, True) for c in (False, True)}
+_INSERT_ENTRY = sa.insert(session_history)
+_OWNER_AND_SEQ = sa.select(_s.agent_id, _s.history_len).where(_s.id == sa.bindparam("i_id"))
+
+
+def record_interaction(conn: Connection, session_id: str, role: HistoryRole, content: Any, *, at: datetime,
+                       open_only: bool = False, opener: str | None = None) -> tuple[str | None, int]:
+    """A message to, or a reply from, a session's agent: appends ``content`` to its history and
+    moves ``last_activity_at`` to ``at``, in two statements (three without UPDATE … RETURNING).
+
+    ``open_only``: only an Open session with an owner (a new message); otherwise any active
+    one (a reply may land while it closes). ``opener``: only if that agent opened it (None:
+    no such check, for the operator). Returns (owner agent id, the entry's seq); NotFound,
+    PolicyDenied or Conflict when the session does not qualify.
+    """
+    check_opener = opener is not None
+    params: dict[str, Any] = {"i_id": session_id, "i_at": at}
+    if check_opener:
+        params["i_opener"] = opener
+    bump = _INTERACTIONS[(open_only, check_opener)]
+    if conn.dialect.update_returning:
+        found = conn.execute(bump.returning(_s.agent_id, _s.history_len), params).first()
+    else:
+        found = conn.execute(_OWNER_AND_SEQ, {"i_id": session_id}).first() \
+            if conn.execute(bump, params).rowcount else None
+    if found is None:
+        row = get_session(conn, session_id)
+        if check_opener and row.opened_by != opener:
+            raise PolicyDenied(f"agent {opener} may not send to session {session_id}",
+                               hint="an agent may send only to sessions it opened")
+        raise Conflict(f"session {session_id} is {row.state.value}, it takes no messages", hint="open a new session")
+    owner, seq = found
+    conn.execute(_INSERT_ENTRY, {"session_id": session_id, "seq": int(seq), "at": at,
+                                 "role": HistoryRole(role).value, "content": content})
+    return owner, int(seq)
 
 
 def read_history(conn: Connection, session_id: str, *, limit: int = 100, after: int | None = None,

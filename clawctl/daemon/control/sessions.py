@@ -134,6 +134,10 @@ class SessionService:
         # Owned by the Database thread (read and written only inside db.run functions):
         self._balancers: dict[tuple[str, str], BalancerState] = {}
         self._active_pools: set[tuple[int, str]] = set()
+        self._occupancy: dict[tuple[int, str], dict[str, int]] = {}
+        """Open + Closing sessions per agent, per pool: read from the registry on first use, then
+        kept up to date by every change this service makes (it is the only writer), and
+        re-read after each sweep so a slip cannot last."""
         self._policies: dict[tuple[str, int], tuple[CommunicationPolicy, ...]] = {}
 
     # ---------------------------------------------------------------- lifecycle
@@ -177,6 +181,9 @@ class SessionService:
         self._connected[key] = self._connected.get(key, 0) + 1
         self._processes.setdefault(key, caller.agent.process)
         self._displaced.discard(key)
+        for pending in self._pending.values():
+            if pending.agent_key == key:
+                pending.delivered_to = None  # it may have been lost with the previous connection
         self._spawn(self._announce(caller.agent))
 
     def on_disconnect(self, caller: Caller) -> None:
@@ -264,7 +271,7 @@ class SessionService:
     def _place_on_db(self, conn: Connection, pool: PoolView, candidates: list[Candidate],
                      key: str | None) -> tuple[str | None, str]:
         """Choose an agent (db thread): counts read now, rotation memory updated. (agent key, why not)."""
-        counts = store.count_open_by_agent(conn, pool.fleet_id, pool.model.name)
+        counts = self._counts_on_db(conn, pool.fleet_id, pool.model.name)
         filled = [replace(c, open_sessions=counts.get(c.agent_id, 0)) for c in candidates]
         memory_key = (pool.fleet, pool.model.name)
         placement = place(pool.model.policies.load_balancing.strategy, filled, key=key,
@@ -274,6 +281,18 @@ class SessionService:
         self._balancers[memory_key] = placement.state
         self._active_pools.add((pool.fleet_id, pool.model.name))
         return placement.agent_id, ""
+
+    def _counts_on_db(self, conn: Connection, fleet_id: int, pool: str) -> dict[str, int]:
+        counts = self._occupancy.get((fleet_id, pool))
+        if counts is None:
+            counts = self._occupancy[(fleet_id, pool)] = store.count_open_by_agent(conn, fleet_id, pool)
+        return counts
+
+    def _occupy(self, fleet_id: int, pool: str, agent_key: str | None, delta: int) -> None:
+        """Count a session arriving on (+1) or leaving (-1) ``agent_key`` (db thread)."""
+        counts = self._occupancy.get((fleet_id, pool))
+        if counts is not None and agent_key is not None:
+            counts[agent_key] = max(0, counts.get(agent_key, 0) + delta)
 
     def _push_opened(self, agent_key: str, row: SessionRow, data: Any) -> bool:
         payload: dict[str, Any] = {"session": row.id, "pool": row.pool, "state": data if isinstance(data, dict) else {}}
@@ -350,6 +369,7 @@ class SessionService:
             else:
                 row = store.create_session(conn, fleet_id=pool.fleet_id, pool=pool.model.name, agent_id=agent_key,
                                            now=now, key=key, opened_by=caller.key)
+                self._occupy(pool.fleet_id, pool.model.name, agent_key, +1)
                 row = replace(row, claimed=True)
             if caller.operator:
                 audit.record(conn, [self._audit_entry(caller, "sessions.open", row.id, detail={
@@ -368,26 +388,17 @@ class SessionService:
         timeout = float(params.get("timeout", DEFAULT_SEND_TIMEOUT))
         now = self._now()
 
-        def work(conn: Connection) -> SessionRow:
-            row = store.get_session(conn, session_id)
-            if not session_access(SessionAction.TALK, operator=caller.operator, caller=caller.key,
-                                  owner=row.agent_id, opened_by=row.opened_by):
-                raise PolicyDenied(f"{caller.describe} may not send to session {session_id}",
-                                   hint="an agent may send only to sessions it opened")
-            if row.state is not SessionState.OPEN or row.agent_id is None:
-                raise Conflict(f"session {session_id} is {row.state.value}, it takes no messages",
-                               hint="open a new session")
-            store.append_history(conn, session_id, HistoryRole.USER, message, at=now)
-            store.touch_interaction(conn, session_id, at=now)
-            return row
+        def work(conn: Connection) -> tuple[str | None, int]:
+            return store.record_interaction(conn, session_id, HistoryRole.USER, message, at=now, open_only=True,
+                                            opener=caller.key)
 
         try:
-            row = await self.db.run(work)
+            owner, _ = await self.db.run(work)
         except PolicyDenied as exc:
             raise await self._deny(caller, "sessions.send", session_id, exc)
-        assert row.agent_id is not None
+        assert owner is not None
         loop = asyncio.get_running_loop()
-        pending = Pending(uuid.uuid4().hex, session_id, row.agent_id, message, loop.create_future())
+        pending = Pending(uuid.uuid4().hex, session_id, owner, message, loop.create_future())
         self._pending[pending.message_id] = pending
         self._deliver(pending)
         try:
@@ -400,20 +411,23 @@ class SessionService:
             self._pending.pop(pending.message_id, None)
         answered = self._now()
         elapsed = time.monotonic() - pending.sent_at
-        pool = self.directory.snapshot.pool(agent_key.split("/", 1)[0], row.pool)
+        fleet_name, _, _ = agent_key.partition("/")
+        agent_view = self.directory.snapshot.agents.get(agent_key)
+        pool = self.directory.snapshot.pool(fleet_name, agent_view.pool) if agent_view else None
         alpha = pool.model.policies.load_balancing.ewma_alpha if pool else 0.3
         self._ewma[agent_key] = ewma_update(self._ewma.get(agent_key), elapsed, alpha)
         role = HistoryRole.AGENT if ok else HistoryRole.SYSTEM
         content = answer if ok else {"error": answer, "agent": _plain_id(agent_key)}
 
         def record(conn: Connection) -> None:
-            store.append_history(conn, session_id, role, content, at=answered)
-            store.touch_interaction(conn, session_id, at=answered)
+            try:
+                store.record_interaction(conn, session_id, role, content, at=answered)
+            except (Conflict, NotFound):
+                pass  # closed meanwhile: the reply still reaches the sender
 
-        try:
-            await self.db.run(record)
-        except (Conflict, NotFound):
-            pass  # closed meanwhile: the reply still reaches the sender
+        # Written behind the answer: submitted now, and the database thread runs jobs in order,
+        # so whatever the sender asks next (show, another send) already sees this entry.
+        self.db.submit(record).add_done_callback(_log_failure)
         if not ok:
             raise ClawctlError(f"agent {_plain_id(agent_key)} could not handle the message: {answer}",
                                hint=f"see its log: clawctl logs agent/{_plain_id(agent_key)}")
@@ -531,6 +545,7 @@ class SessionService:
         if row.state is SessionState.CLOSING:
             if acknowledged or graceful is False or reason is CloseReason.GRACE_EXPIRED:
                 store.close(conn, row.id, reason=row.close_reason or reason, at=now, drop_state=drop)
+                self._occupy(row.fleet_id, row.pool, row.agent_id, -1)
             return None
         if graceful is not None:
             policy = replace(policy, cleanup="graceful" if graceful else "immediate")
@@ -542,6 +557,8 @@ class SessionService:
             store.begin_close(conn, row.id, reason=reason, deadline=_utc(step.close_deadline))
             return step.close_deadline
         store.close(conn, row.id, reason=reason, at=now, drop_state=drop)
+        if row.state is SessionState.OPEN:
+            self._occupy(row.fleet_id, row.pool, row.agent_id, -1)
         return None
 
     def _after_close(self, row: SessionRow, deadline: float | None, now_s: float) -> None:
@@ -629,14 +646,17 @@ class SessionService:
                     pool = pools.get((row.fleet_id, row.pool))
                     if pool is None or row.state is SessionState.CLOSING:
                         store.close(conn, row.id, reason=row.close_reason or CloseReason.AGENT_LOST, at=_utc(now_s))
+                        self._occupy(row.fleet_id, row.pool, key, -1)
                         closed.append(row)
                         continue
                     action = lifecycle.state_action(pool.model.policies.sessions, SessionEvent.AGENT_DIED)
                     if action is StateAction.HOLD_WITH_STATE:
                         store.hold(conn, row.id)
+                        self._occupy(row.fleet_id, row.pool, key, -1)
                     elif action is StateAction.CLOSE_DROP_STATE or action is StateAction.CLOSE_KEEP_STATE:
                         store.close(conn, row.id, reason=CloseReason.AGENT_LOST, at=_utc(now_s),
                                     drop_state=action is StateAction.CLOSE_DROP_STATE)
+                        self._occupy(row.fleet_id, row.pool, key, -1)
                         closed.append(row)
                     else:
                         target, _ = self._place_on_db(conn, pool, by_pool[(row.fleet_id, row.pool)], row.key)
@@ -645,6 +665,8 @@ class SessionService:
                                 stuck.add(key)  # waits for an agent with room (or its own restart)
                             continue
                         store.assign_agent(conn, row.id, target, from_agent=key)
+                        self._occupy(row.fleet_id, row.pool, key, -1)
+                        self._occupy(row.fleet_id, row.pool, target, +1)
                         moved.append((target, row, store.get_state(conn, row.id).data))
             return moved, closed, stuck
 
@@ -723,7 +745,7 @@ class SessionService:
             for (fleet_id, name), (view, candidates) in wanted.items():
                 if not candidates:
                     continue
-                counts = store.count_open_by_agent(conn, fleet_id, name)
+                counts = self._counts_on_db(conn, fleet_id, name)
                 unclaimed = store.count_unclaimed_by_agent(conn, fleet_id, name)
                 for c in candidates:
                     deficit = lifecycle.eager_deficit(view.model.policies.sessions, capacity=view.model.capacity,
@@ -732,6 +754,7 @@ class SessionService:
                     for _ in range(deficit):
                         made.append(store.create_session(conn, fleet_id=fleet_id, pool=name, agent_id=c.agent_id,
                                                          now=now, claimed=False))
+                        self._occupy(fleet_id, name, c.agent_id, +1)
                         self._active_pools.add((fleet_id, name))
             return made
 
@@ -744,6 +767,7 @@ class SessionService:
         live = set(self.directory.snapshot.agents)
 
         def work(conn: Connection) -> set[str]:
+            self._occupancy.clear()  # re-read on next use: whatever drifted is corrected here
             query = (sa.select(sessions_table.c.agent_id).distinct()
                      .where(sessions_table.c.state.in_([s.value for s in ACTIVE_STATES])))
             return {k for k in conn.execute(query).scalars() if k is not None}
@@ -763,6 +787,11 @@ class SessionService:
         pruned = await self.db.run(work)
         if pruned:
             log.info("pruned %d closed sessions", pruned)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not record a reply in the session history: %s", future.exception())
 
 
 def lifecycle_default() -> Any:
