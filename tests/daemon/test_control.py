@@ -317,3 +317,26 @@ def test_sessions_and_agents_survive_a_daemon_restart(fleet: Fleet) -> None:
 
 def test_the_socket_is_private(spied: Fleet) -> None:
     assert (spied.home / "control.sock").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_coordinator_hands_work_to_another_pool_where_the_policy_allows(fleet: Fleet) -> None:
+    policy = """
+---
+apiVersion: clawctl/v1
+kind: CommunicationPolicy
+metadata: {name: routing}
+spec:
+  rules:
+    - from: coordination
+      messages: [work]
+"""
+    _apply(fleet, pool_yaml("coordination", [PY, "-m", "clawctl.agent.examples.coordinator", "--target-pool", "work"],
+                            extra=FAST_HEALTH)
+           + pool_yaml("work", WORKER, extra=FAST_HEALTH) + policy)
+    session = _json(fleet, "sessions", "open", "coordination")
+    reply = _send(fleet, session["id"], "inspect line 4")
+    assert reply["coordinator"] == "coordination-0"
+    assert reply["result"] == {"worker": "work-0", "echo": "inspect line 4", "handled": 1}
+    target = _json(fleet, "sessions", "show", reply["via"])
+    assert target["pool"] == "work" and target["opened_by"] == "coordination-0"
+    assert _send(fleet, session["id"], "again")["result"]["handled"] == 2  # the same target session
