@@ -23,6 +23,7 @@ log = logging.getLogger("clawctl.daemon")
 TICK_SECONDS = 2.0
 """Period of the level-triggered pass when nothing wakes the daemon sooner."""
 REGISTRY_CHECK_EVERY = 5
+SLOW_PASS_SECONDS = 5.0
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD}
 """Every this many periodic passes also look for new revisions (in case a wake-up was missed)."""
 
@@ -77,11 +78,15 @@ class Loop:
                 self._passes += 1
                 if self._passes % REGISTRY_CHECK_EVERY == 0:
                     self.reconciler.check_registry = True
+                started = time.monotonic()
                 try:
                     result = self.reconciler.run_pass()
                 except Exception:  # noqa: BLE001 - one bad pass must not stop supervision
                     log.exception("reconcile pass failed; retrying at the next tick")
                     result = None
+                took = time.monotonic() - started
+                if took > SLOW_PASS_SECONDS:
+                    log.warning("a reconcile pass took %.1fs (wake-ups wait for it)", took)
                 with self._state:
                     if not self._again:
                         self._running = False

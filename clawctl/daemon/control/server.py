@@ -128,6 +128,7 @@ class ControlServer:
         self._stopping: asyncio.Event | None = None
         self._failure: BaseException | None = None
         self._peers: dict[int, Peer] = {}
+        self._serving: set[asyncio.Task[Any]] = set()
         self._numbers = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -203,6 +204,9 @@ class ControlServer:
             server.close()
             for peer in list(self._peers.values()):
                 peer.close()
+            for task in list(self._serving):
+                task.cancel()
+            await asyncio.gather(*self._serving, return_exceptions=True)
             await self.sessions.stop()
             await server.wait_closed()
 
@@ -229,6 +233,10 @@ class ControlServer:
     # ---------------------------------------------------------------- serving
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._numbers += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
         sock = writer.get_extra_info("socket")
         try:
             creds: auth.PeerCredentials | None = auth.peer_credentials(sock)

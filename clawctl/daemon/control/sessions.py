@@ -150,6 +150,7 @@ class SessionService:
             self._ticker.cancel()
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*([self._ticker] if self._ticker else []), *self._tasks, return_exceptions=True)
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(ClawctlError("the daemon is stopping",
