@@ -97,6 +97,12 @@ class EventSpec:
 ID_LENGTH = 128
 """Longest agent, pool, fleet, session or message id accepted in params."""
 
+TARGET_LENGTH = 200
+"""Longest ``to`` of a message ('agent/ID' or 'pool/NAME')."""
+
+TOPIC_LENGTH = 255
+"""Longest event topic, subscription pattern or shared-state key."""
+
 KEY_LENGTH = 255
 """Longest session key (the registry's ``sessions.key`` column)."""
 
@@ -123,7 +129,9 @@ _TABLE: tuple[MethodSpec, ...] = (
     _method("sessions.open", Callers.BOTH, "Open a session in a pool, placed by its balancing strategy; "
                                            "agents are checked against the CommunicationPolicy.",
             pool=_ID, fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="default: the only fleet"),
-            key=Param(Kind.STR, required=False, max_length=KEY_LENGTH, doc="consistent-hash key (sticky)")),
+            key=Param(Kind.STR, required=False, max_length=KEY_LENGTH, doc="consistent-hash key (sticky)"),
+            parent=Param(Kind.STR, required=False, max_length=ID_LENGTH,
+                         doc="agents: a session the caller owns; the new one is its child")),
     _method("sessions.send", Callers.BOTH, "Send a message to a session's owner and wait for its reply.",
             session=_SESSION, message=Param(Kind.ANY, doc="any JSON value"),
             timeout=Param(Kind.NUMBER, required=False, minimum=0, maximum=3600, doc="seconds to wait for the reply")),
@@ -146,13 +154,44 @@ _TABLE: tuple[MethodSpec, ...] = (
     _method("session.state.get", Callers.AGENT, "Read the state of a session the agent owns.", session=_SESSION),
     _method("session.state.set", Callers.AGENT, "Replace the state of a session the agent owns.",
             session=_SESSION, state=Param(Kind.OBJECT, doc="the whole new state")),
+    # Cross-agent communication (issue 6): every call by an agent is checked against the
+    # CommunicationPolicy of its fleet; denials are audited.
+    _method("messages.send", Callers.BOTH, "Send a durable message to an agent or a pool; answered once stored.",
+            to=Param(Kind.STR, max_length=TARGET_LENGTH, doc="'agent/ID' or 'pool/NAME'"),
+            payload=Param(Kind.ANY, doc="any JSON value"),
+            id=Param(Kind.STR, required=False, max_length=ID_LENGTH,
+                     doc="the sender's id for this message: a retry with the same id is stored once"),
+            fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="operator: default the only fleet")),
+    _method("messages.ack", Callers.AGENT, "Acknowledge a message delivered to this agent (it is not redelivered).",
+            message_id=Param(Kind.STR, max_length=ID_LENGTH)),
+    _method("messages.list", Callers.OPERATOR, "Messages, newest first (e.g. the dead letters).",
+            state=Param(Kind.STR, required=False, max_length=32, doc="queued, delivered, acked or dead"),
+            agent=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="recipient agent id"),
+            fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH), limit=_COUNT),
+    _method("events.publish", Callers.BOTH, "Publish an event on a topic to the agents subscribed to it.",
+            topic=Param(Kind.STR, max_length=TOPIC_LENGTH), data=Param(Kind.ANY, required=False),
+            fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="operator: default the only fleet")),
+    _method("events.subscribe", Callers.AGENT, "Receive the events whose topic matches a glob pattern.",
+            pattern=Param(Kind.STR, max_length=TOPIC_LENGTH)),
+    _method("events.unsubscribe", Callers.AGENT, "Stop receiving a pattern's events.",
+            pattern=Param(Kind.STR, max_length=TOPIC_LENGTH)),
+    _method("state.get", Callers.BOTH, "Read a shared-state key: its value and version (0: never written).",
+            key=Param(Kind.STR, max_length=TOPIC_LENGTH),
+            fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="operator: default the only fleet")),
+    _method("state.set", Callers.BOTH, "Compare-and-set a shared-state key: written only if its version is "
+                                       "still expected_version (0: it must not exist yet).",
+            key=Param(Kind.STR, max_length=TOPIC_LENGTH), value=Param(Kind.ANY),
+            expected_version=Param(Kind.INT, minimum=0, maximum=2**53 - 1),
+            fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="operator: default the only fleet")),
+    _method("state.watch", Callers.AGENT, "Receive state.changed events for the keys matching a glob pattern.",
+            pattern=Param(Kind.STR, max_length=TOPIC_LENGTH)),
 )
 
 METHODS: Mapping[str, MethodSpec] = MappingProxyType({spec.name: spec for spec in _TABLE})
 """Every method the daemon serves, by name."""
 
-RESERVED_NAMESPACES: tuple[str, ...] = ("messages.", "events.", "state.")
-"""Prefixes kept for issue 6 (durable messages, publish/subscribe, shared state); refused until then."""
+RESERVED_NAMESPACES: tuple[str, ...] = ()
+"""Prefixes kept for later versions; refused as "not available in this protocol version"."""
 
 EVENTS: Mapping[str, EventSpec] = MappingProxyType({spec.name: spec for spec in (
     EventSpec("session.opened", {"session": _SESSION, "pool": _ID, "key": Param(Kind.STR, required=False),
@@ -163,6 +202,14 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType({spec.name: spec for spec in 
     EventSpec("session.closing", {"session": _SESSION, "reason": Param(Kind.STR),
                                   "deadline": Param(Kind.NUMBER, doc="seconds left to save state")},
               "A session is closing (idle, max lifetime, drain, operator); save state now."),
+    EventSpec("message.received", {"message_id": _ID, "from": _ID, "payload": Param(Kind.ANY),
+                                   "attempt": Param(Kind.INT, doc="1 on the first delivery")},
+              "A durable message for this agent; acknowledge it with messages.ack once handled."),
+    EventSpec("event.published", {"topic": Param(Kind.STR), "data": Param(Kind.ANY), "from": _ID},
+              "An event on a topic this agent subscribed to (at most once, to connected subscribers)."),
+    EventSpec("state.changed", {"key": Param(Kind.STR), "value": Param(Kind.ANY), "version": Param(Kind.INT),
+                                "by": _ID},
+              "A shared-state key this agent watches was written."),
 )})
 """Every event the daemon pushes, by name."""
 
@@ -173,7 +220,7 @@ def method_spec(name: str) -> MethodSpec:
     spec = METHODS.get(name)
     if spec is not None:
         return spec
-    if name.startswith(RESERVED_NAMESPACES):
+    if RESERVED_NAMESPACES and name.startswith(RESERVED_NAMESPACES):
         raise ProtocolError(f"method {name!r} is not available in this protocol version",
                             hint="it is reserved for a later version; see docs/protocol.md")
     raise ProtocolError(f"unknown method {name!r}", hint="see docs/protocol.md for the method table")
