@@ -17,13 +17,16 @@ def retry_command(
     from clawctl.cli.targets import parse_target
     from clawctl.daemon.client import wake
     from clawctl.home import clawctl_home
+    from clawctl.registry import audit
     from clawctl.registry import supervision as store
     from clawctl.registry.engine import Registry
     from clawctl.registry.provenance import current_user
 
     kind, name = parse_target(target)
-    with Registry() as registry, registry.writing() as conn:
-        store.enqueue_command(conn, verb="retry", target=f"{kind}/{name}", actor=current_user())
+    user = current_user()
+    with Registry() as registry, registry.writing() as conn:  # the command and its audit row: one transaction
+        command = store.enqueue_command(conn, verb="retry", target=f"{kind}/{name}", actor=user)
+        audit.record(conn, [audit.operator_entry(user, "retry", f"{kind}/{name}", {"command": command})])
     if wake(clawctl_home()):
         sys.stdout.write(f"retry of {kind}/{name} sent to the daemon\n")
     else:

@@ -3,7 +3,8 @@
 Each change is planned against a read of the registry (no lock, no write), shown
 to the operator, then recorded by ``record`` in one serialized transaction.
 Planning a fleet equal to the registry's head yields an empty plan, and
-recording an empty plan touches nothing at all.
+recording an empty plan touches nothing at all. Every recorded revision appends
+its audit row (``clawctl audit``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from clawctl.config.model import Fleet
 from clawctl.config.normalize import Document, content_hash, documents_to_yaml_stream, fleet_to_documents
 from clawctl.errors import Conflict, NotFound
 from clawctl.plan import Plan, plan, plan_delete, plan_documents
-from clawctl.registry import store
+from clawctl.registry import audit, store
 from clawctl.registry.engine import Registry
 from clawctl.registry.records import RevisionInfo, RevisionKind, RevisionMeta
 
@@ -61,7 +62,7 @@ def _hash_only_snapshot(name: str, head: tuple[int, str]) -> store.FleetSnapshot
 
 def record(registry: Registry, change: Plan, *, meta: RevisionMeta, approved_removals: Collection[str] = (),
            now: datetime | None = None) -> Outcome:
-    """Record ``change`` as a new revision in one transaction; all of it or none of it.
+    """Record ``change`` as a new revision, with its audit row, in one transaction; all of it or none of it.
 
     Pools may be removed only when named in ``approved_removals`` (Conflict otherwise).
     If another writer moved the fleet since ``change`` was planned, the change is
@@ -88,7 +89,27 @@ def record(registry: Registry, change: Plan, *, meta: RevisionMeta, approved_rem
             change = fresh
         refuse_unapproved_removals(change, approved_removals)
         number = store.write_plan(conn, change, meta=meta, now=when)
+        audit.record(conn, [_audit_entry(change, meta, number, when)])
     return Outcome(change, number)
+
+
+def _audit_entry(change: Plan, meta: RevisionMeta, number: int, when: datetime) -> audit.AuditEntry:
+    """The audit row of a recorded revision: action = its kind, target ``fleet/NAME``, actor ``user NAME``.
+
+    detail: the new ``revision``; the head it replaced (``from``, None for a new fleet);
+    for a rollback ``to``, the revision whose content it restores; the ``created`` /
+    ``updated`` / ``removed`` object counts; ``git_commit`` and ``git_dirty`` when the
+    config files are in a git work tree with a commit.
+    """
+    detail: dict[str, object] = {"revision": number, "from": change.base_revision}
+    if meta.rollback_of is not None:
+        detail["to"] = meta.rollback_of
+    counts = change.counts()
+    detail.update(created=counts["create"], updated=counts["update"], removed=counts["delete"])
+    if meta.git is not None and meta.git.commit is not None:
+        detail["git_commit"] = meta.git.commit
+        detail["git_dirty"] = meta.git.dirty
+    return audit.operator_entry(meta.applied_by, meta.kind.value, f"fleet/{change.fleet}", detail, at=when)
 
 
 def _replan(change: Plan, current: store.FleetSnapshot | None) -> Plan:
