@@ -190,8 +190,9 @@ class Registry:
         if self._checked:
             return SchemaState.CURRENT
         path = self.sqlite_path
-        if path is not None:
+        if path is not None and path not in _HEADERS_CHECKED:
             _check_sqlite_file(path)
+            _HEADERS_CHECKED.add(path)
         with self.engine().connect() as conn:
             state, _ = migrate.schema_state(conn, where=self.where)
         self._checked = state is SchemaState.CURRENT
@@ -248,6 +249,13 @@ def driver_url(url: URL) -> URL:
         if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
             return url.set(drivername="postgresql+psycopg")
     return url
+
+
+_HEADERS_CHECKED: set[Path] = set()
+"""SQLite files whose header this process has read. Read once per process, before any of its
+connections exist: closing any descriptor of a file drops every POSIX lock the process holds on
+it, including those of open SQLite connections; another process may then take itself for the
+last user, checkpoint and delete the WAL, and this process would go on reading a stale snapshot."""
 
 
 def _check_sqlite_file(path: Path) -> None:
