@@ -188,6 +188,22 @@ messages = sa.Table(
     # 0004: deleting a session sets its messages' session_id to NULL; without this
     # index every pruned session would scan the messages table.
     sa.Index(None, "session_id"),
+    # 0005: durable agent messages.
+    sa.Column("target", sa.String(200), nullable=True, doc="'agent/ID' or 'pool/NAME' as the sender wrote it"),
+    sa.Column("seq", sa.Integer, nullable=True, doc="delivery order (per recipient, in send order)"),
+    sa.Column("client_id", sa.String(128), nullable=True, doc="the sender's id: a retry is stored once"),
+    sa.Index(None, "fleet_id", "sender", "client_id", unique=True),
+    sa.Index(None, "state", "seq"),
+)
+
+shared_state = sa.Table(
+    "shared_state", metadata,
+    sa.Column("fleet_id", sa.Integer, sa.ForeignKey("fleets.id"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, doc="writes so far; compare-and-set"),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(255), nullable=False),
 )
 
 audit = sa.Table(

@@ -23,8 +23,11 @@ from typing import Any
 
 from clawctl.daemon.control.db import Database
 from clawctl.daemon.control.directory import AgentView, Directory
-from clawctl.daemon.control.sessions import Caller, SessionService
+from clawctl.daemon.control.caller import Caller, PolicyBook
+from clawctl.daemon.control.messaging import MessagingService
+from clawctl.daemon.control.sessions import SessionService
 from clawctl.errors import ClawctlError, DaemonUnavailable, ProtocolError, RateLimited
+from clawctl.policies.limits import Bucket, take
 from clawctl.protocol import auth
 from clawctl.protocol.framing import MAX_FRAME, FrameDecoder, FrameError, encode_frame
 from clawctl.protocol.messages import (
@@ -48,6 +51,12 @@ MAX_INFLIGHT = 256
 MAX_WRITE_BUFFER = 16 * 1024 * 1024
 """Bytes queued for a peer that does not read; beyond this the connection is closed."""
 MAX_CONNECTIONS = 4096
+AGENT_RATE = 5000.0
+"""Requests per second one agent may make on average (all its connections together)…"""
+AGENT_BURST = 10_000.0
+"""…in bursts of up to this many; beyond, requests are refused as rate-limited."""
+RATE_AUDIT_SECONDS = 10.0
+"""At most one audit row per agent per this many seconds for refused requests (with their count)."""
 READ_CHUNK = 256 * 1024
 
 
@@ -123,6 +132,9 @@ class ControlServer:
         self.db = Database(registry)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sessions: SessionService | None = None
+        self.messaging: MessagingService | None = None
+        self._buckets: dict[str, Bucket] = {}
+        self._throttled: dict[str, tuple[float, int]] = {}
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._stopping: asyncio.Event | None = None
@@ -187,8 +199,12 @@ class ControlServer:
 
     async def _main(self, sock: socket.socket) -> None:
         self._stopping = asyncio.Event()
-        self.sessions = SessionService(self.db, self.directory, clock=self.clock, push=self._push)
+        policies = PolicyBook(self.db)
+        self.sessions = SessionService(self.db, self.directory, clock=self.clock, push=self._push, policies=policies)
+        self.messaging = MessagingService(self.db, self.directory, policies, clock=self.clock, push=self._push,
+                                          push_peer=self._push_peer)
         await self.sessions.start()
+        await self.messaging.start()
         server = await asyncio.start_unix_server(self._serve, sock=sock, limit=READ_CHUNK)
         loop = asyncio.get_running_loop()
 
@@ -208,6 +224,7 @@ class ControlServer:
                 task.cancel()
             await asyncio.gather(*self._serving, return_exceptions=True)
             await self.sessions.stop()
+            await self.messaging.stop()
             await server.wait_closed()
 
     def _on_snapshot(self) -> None:
@@ -219,6 +236,8 @@ class ControlServer:
                 if current is None or not current.process.same_as(caller.agent.process):
                     peer.close()
         self.sessions.on_snapshot()
+        assert self.messaging is not None
+        self.messaging.on_snapshot()
 
     # ---------------------------------------------------------------- pushing
     def _push(self, agent_key: str, event: Event) -> bool:
@@ -229,6 +248,11 @@ class ControlServer:
                 if peer.send(event.to_json()):
                     return True
         return False
+
+    def _push_peer(self, number: int, event: Event) -> bool:
+        """Send ``event`` on connection ``number``; False if it is gone."""
+        peer = self._peers.get(number)
+        return peer is not None and peer.send(event.to_json())
 
     # ---------------------------------------------------------------- serving
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -270,8 +294,9 @@ class ControlServer:
         finally:
             self._peers.pop(peer.number, None)
             peer.close()
-            if peer.caller is not None and self.sessions is not None:
+            if peer.caller is not None and self.sessions is not None and self.messaging is not None:
                 self.sessions.on_disconnect(peer.caller)
+                self.messaging.on_disconnect(peer.number)
 
     async def _on_frame(self, peer: Peer, obj: dict[str, Any]) -> None:
         try:
@@ -281,6 +306,11 @@ class ControlServer:
             return
         if request.method == "hello" or peer.caller is None:
             await self._answer(peer, request)  # in order: nothing else may run before hello is judged
+            return
+        if peer.caller.key is not None and not self._allow(peer.caller):
+            peer.send(error_response(request.id, RateLimited(
+                f"agent {peer.caller.agent.agent_id if peer.caller.agent else '?'} makes more than "
+                f"{AGENT_RATE:g} requests per second", hint="slow down; retry later")).to_json())
             return
         if peer.inflight >= MAX_INFLIGHT:
             peer.send(error_response(request.id, RateLimited(
@@ -296,6 +326,9 @@ class ControlServer:
             check_call(request, role)
             if request.method == "hello":
                 result = await self._hello(peer, request.params)
+            elif request.method.startswith(("messages.", "events.", "state.")):
+                assert peer.caller is not None and self.messaging is not None
+                result = await self.messaging.handle(peer.caller, peer.number, request.method, request.params)
             else:
                 assert peer.caller is not None and self.sessions is not None
                 result = await self.sessions.handle(peer.caller, request.method, request.params)
@@ -330,6 +363,8 @@ class ControlServer:
         if agent is not None:
             self.directory.saw(agent.key, agent.process.pid, self.clock())
             self.sessions.on_hello(peer.caller)
+            assert self.messaging is not None
+            self.messaging.on_hello(peer.caller)
         pool = self.directory.snapshot.pool(agent.fleet, agent.pool) if agent else None
         return {"version": PROTOCOL_VERSION, "role": decision.role.value,
                 "agent_id": agent.agent_id if agent else None, "fleet": agent.fleet if agent else None,
@@ -358,6 +393,24 @@ class ControlServer:
             first = first or decision
         assert first is not None
         return first
+
+    def _allow(self, caller: Caller) -> bool:
+        """The agent's token bucket (all its connections): may this request go now? A refusal is
+        audited at most once per RATE_AUDIT_SECONDS per agent, with the count refused since."""
+        key = caller.key
+        assert key is not None
+        now = time.monotonic()
+        ok, self._buckets[key] = take(self._buckets.get(key), now=now, rate=AGENT_RATE, burst=AGENT_BURST)
+        if ok:
+            return True
+        last, count = self._throttled.get(key, (0.0, 0))
+        count += 1
+        if now - last >= RATE_AUDIT_SECONDS:
+            asyncio.get_running_loop().create_task(self._audit(caller.describe, "rate-limit", key, "denied",
+                                                               {"refused": count}))
+            last, count = now, 0
+        self._throttled[key] = (last, count)
+        return False
 
     async def _audit(self, actor: str, action: str, target: str, outcome: str, detail: dict[str, Any]) -> None:
         entry = audit.AuditEntry(datetime.now(timezone.utc), actor, action, target, outcome, detail)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from clawctl.config.model import CommunicationPolicy
+from clawctl.daemon.control.caller import Caller, PolicyBook, resolve_fleet
 from clawctl.daemon.control.db import Database
 from clawctl.daemon.control.directory import AgentView, Directory, PoolView
 from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, ProtocolError, UsageError
@@ -34,9 +35,8 @@ from clawctl.policies import session_lifecycle as lifecycle
 from clawctl.policies.access import SessionAction, may_message, session_access
 from clawctl.policies.balancing import BalancerState, Candidate, ewma_update, place, weight_for
 from clawctl.policies.session_lifecycle import CloseReason, SessionEvent, SessionState, StateAction
-from clawctl.protocol.auth import PeerCredentials, ProcessStamp
+from clawctl.protocol.auth import ProcessStamp
 from clawctl.protocol.messages import Event
-from clawctl.protocol.methods import Role
 from clawctl.registry import audit
 from clawctl.registry import sessions as store
 from clawctl.registry.records import HistoryRole, SessionFilter, SessionRow
@@ -57,29 +57,6 @@ CLOSED_KEEP_COUNT = 100_000
 """…and at most this many of them (the newest)."""
 DEFAULT_HISTORY = 100
 ACTIVE_STATES = (SessionState.OPEN, SessionState.CLOSING)
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who made a request: the operator, or an agent (its view at hello)."""
-
-    role: Role
-    agent: AgentView | None
-    peer: PeerCredentials
-
-    @property
-    def operator(self) -> bool:
-        return self.role is Role.OPERATOR
-
-    @property
-    def key(self) -> str | None:
-        return self.agent.key if self.agent is not None else None
-
-    @property
-    def describe(self) -> str:
-        if self.agent is not None:
-            return f"agent {self.agent.key}"
-        return f"operator (pid {self.peer.pid}, uid {self.peer.uid})"
 
 
 @dataclass
@@ -119,8 +96,9 @@ class SessionService:
     """Handles the session methods of the control protocol."""
 
     def __init__(self, db: Database, directory: Directory, *, clock: Callable[[], float],
-                 push: Callable[[str, Event], bool]) -> None:
+                 push: Callable[[str, Event], bool], policies: PolicyBook | None = None) -> None:
         self.db = db
+        self.policies = policies or PolicyBook(db)
         self.directory = directory
         self.clock = clock
         self.push = push
@@ -138,7 +116,6 @@ class SessionService:
         """Open + Closing sessions per agent, per pool: read from the registry on first use, then
         kept up to date by every change this service makes (it is the only writer), and
         re-read after each sweep so a slip cannot last."""
-        self._policies: dict[tuple[str, int], tuple[CommunicationPolicy, ...]] = {}
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -233,20 +210,7 @@ class SessionService:
         }
 
     def _resolve_fleet(self, caller: Caller, fleet: str | None) -> str:
-        if caller.agent is not None and fleet is None:
-            return caller.agent.fleet
-        fleets = self.directory.snapshot.fleets()
-        if fleet is not None:
-            if fleet not in fleets:
-                raise NotFound(f"fleet {fleet} is not applied (or has no pools)",
-                               hint="clawctl status lists the fleets")
-            return fleet
-        if len(fleets) == 1:
-            return next(iter(fleets))
-        if not fleets:
-            raise NotFound("no fleet is applied", hint="apply one first: clawctl apply PATH")
-        raise UsageError(f"several fleets are applied ({', '.join(sorted(fleets))}); say which one",
-                         hint="pass --fleet NAME")
+        return resolve_fleet(self.directory.snapshot, caller, fleet)
 
     def _pool(self, fleet: str, pool: str) -> PoolView:
         view = self.directory.snapshot.pool(fleet, pool)
@@ -311,15 +275,7 @@ class SessionService:
             pending.delivered_to = view.process
 
     async def _policies_of(self, fleet: str, pool: PoolView) -> tuple[CommunicationPolicy, ...]:
-        def work(conn: Connection) -> tuple[CommunicationPolicy, ...]:
-            cache_key = (fleet, pool.revision)
-            cached = self._policies.get(cache_key)
-            if cached is None:
-                cached = _load_policies(conn, pool.fleet_id)
-                self._policies = {k: v for k, v in self._policies.items() if k[0] != fleet}
-                self._policies[cache_key] = cached
-            return cached
-        return await self.db.run(work)
+        return await self.policies.of(fleet, pool.fleet_id, pool.revision)
 
     def _audit_entry(self, caller: Caller, action: str, target: str, outcome: str = "allowed",
                      detail: Mapping[str, Any] | None = None) -> audit.AuditEntry:
@@ -352,7 +308,16 @@ class SessionService:
         now = self._now()
         eager = pool.model.policies.sessions.creation == "eager"
 
+        parent: str | None = params.get("parent")
+
         def work(conn: Connection) -> tuple[SessionRow, bool]:
+            if parent is not None:
+                above = store.get_session(conn, parent)
+                if not caller.operator and above.agent_id != caller.key:
+                    raise PolicyDenied(f"{caller.describe} does not own session {parent}",
+                                       hint="a child session hangs below a session its opener owns")
+                if above.state is not SessionState.OPEN:
+                    raise Conflict(f"session {parent} is {above.state.value}; it cannot get children")
             if key is not None:
                 existing = store.list_sessions(conn, SessionFilter(fleet_id=pool.fleet_id, pool=pool.model.name,
                                                                    states=(SessionState.OPEN,), key=key), limit=1)
@@ -369,7 +334,7 @@ class SessionService:
                 row = claimed
             else:
                 row = store.create_session(conn, fleet_id=pool.fleet_id, pool=pool.model.name, agent_id=agent_key,
-                                           now=now, key=key, opened_by=caller.key)
+                                           now=now, key=key, opened_by=caller.key, parent_id=parent)
                 self._occupy(pool.fleet_id, pool.model.name, agent_key, +1)
                 row = replace(row, claimed=True)
             if caller.operator:
@@ -456,7 +421,7 @@ class SessionService:
         session_id: str = params["session"]
         limit = int(params.get("history", DEFAULT_HISTORY))
 
-        def work(conn: Connection) -> tuple[SessionRow, Any, tuple[Any, ...]]:
+        def work(conn: Connection) -> tuple[SessionRow, Any, tuple[Any, ...], tuple[SessionRow, ...]]:
             row = store.get_session(conn, session_id)
             if not session_access(SessionAction.SEE, operator=caller.operator, caller=caller.key,
                                   owner=row.agent_id, opened_by=row.opened_by):
@@ -464,16 +429,20 @@ class SessionService:
                                    hint="an agent may read only the sessions it owns or opened")
             data = store.get_state(conn, session_id).data
             history = store.read_history(conn, session_id, limit=limit) if limit > 0 else ()
-            return row, data, history
+            children = store.list_sessions(conn, SessionFilter(parent_id=session_id), limit=1000,
+                                           newest_first=False).rows
+            return row, data, history, children
 
         try:
-            row, data, history = await self.db.run(work)
+            row, data, history, children = await self.db.run(work)
         except PolicyDenied as exc:
             raise await self._deny(caller, "sessions.show", session_id, exc)
         out = self._session_json(row)
         out["data"] = data if data is not None else {}
         out["history"] = [{"seq": h.seq, "at": _iso(h.at), "role": h.role.value, "content": h.content}
                           for h in history]
+        names = self._fleet_names()
+        out["children"] = [self._session_json(child, names) for child in children]
         return out
 
     async def _list(self, caller: Caller, params: Mapping[str, Any]) -> Any:
@@ -512,30 +481,43 @@ class SessionService:
         graceful: bool | None = params.get("graceful")
         now_s = self.clock()
 
-        def work(conn: Connection) -> tuple[SessionRow, float | None]:
+        def work(conn: Connection) -> tuple[SessionRow, list[tuple[SessionRow, float | None]]]:
             row = store.get_session(conn, session_id)
             if not session_access(SessionAction.CLOSE, operator=caller.operator, caller=caller.key,
                                   owner=row.agent_id, opened_by=row.opened_by):
                 raise PolicyDenied(f"{caller.describe} may not close session {session_id}",
                                    hint="an agent may close only the sessions it owns or opened")
-            deadline = self._close_on_db(conn, row, CloseReason.REQUESTED, now_s, graceful=graceful,
-                                         acknowledged=caller.key is not None and caller.key == row.agent_id)
+            closed: list[tuple[SessionRow, float | None]] = []
+            self._close_on_db(conn, row, CloseReason.REQUESTED, now_s, closed, graceful=graceful,
+                              acknowledged=caller.key is not None and caller.key == row.agent_id)
             if caller.operator:
                 audit.record(conn, [self._audit_entry(caller, "sessions.close", session_id,
                                                       detail={"graceful": graceful})])
-            return store.get_session(conn, session_id), deadline
+            return store.get_session(conn, session_id), closed
 
         try:
-            row, deadline = await self.db.run(work)
+            row, closed = await self.db.run(work)
         except PolicyDenied as exc:
             raise await self._deny(caller, "sessions.close", session_id, exc)
-        self._after_close(row, deadline, now_s)
+        for done, deadline in closed:
+            self._after_close(done, deadline, now_s)
         return self._session_json(row)
 
-    def _close_on_db(self, conn: Connection, row: SessionRow, reason: CloseReason, now_s: float, *,
-                     graceful: bool | None = None, acknowledged: bool = False) -> float | None:
-        """Close ``row`` as its pool's policy says (db thread). Returns the closing deadline when
-        the agent must be told to save its state, else None (closed at once, or nothing to do)."""
+    def _close_on_db(self, conn: Connection, row: SessionRow, reason: CloseReason, now_s: float,
+                     closed: list[tuple[SessionRow, float | None]], *, graceful: bool | None = None,
+                     acknowledged: bool = False) -> None:
+        """Close ``row`` as its pool's policy says, and its open children with it (db thread).
+        Appends each (session after it, closing deadline or None) to ``closed`` for
+        ``_after_close``: a deadline means its agent must be told to save its state."""
+        deadline = self._close_one_on_db(conn, row, reason, now_s, graceful=graceful, acknowledged=acknowledged)
+        closed.append((store.get_session(conn, row.id), deadline))
+        children = store.list_sessions(conn, SessionFilter(parent_id=row.id, states=(SessionState.OPEN,)),
+                                       limit=10_000, newest_first=False).rows
+        for child in children:
+            self._close_on_db(conn, child, CloseReason.REQUESTED, now_s, closed, graceful=graceful)
+
+    def _close_one_on_db(self, conn: Connection, row: SessionRow, reason: CloseReason, now_s: float, *,
+                         graceful: bool | None = None, acknowledged: bool = False) -> float | None:
         if row.state is SessionState.CLOSED:
             return None
         pool = self.directory.snapshot.pool(self._fleet_names().get(row.fleet_id, ""), row.pool)
@@ -722,9 +704,7 @@ class SessionService:
                 due = store.due_for_expiry(conn, pool_key[0], pool_key[1], idle_timeout=policy.idle_timeout,
                                            max_lifetime=policy.max_lifetime, now=_utc(now_s), limit=200)
                 for item in due:
-                    row = store.get_session(conn, item.session_id)
-                    deadline = self._close_on_db(conn, row, item.reason, now_s)
-                    done.append((store.get_session(conn, item.session_id), deadline))
+                    self._close_on_db(conn, store.get_session(conn, item.session_id), item.reason, now_s, done)
                 if not due and not _has_active(conn, *pool_key):
                     self._active_pools.discard(pool_key)
             return done
@@ -817,12 +797,3 @@ def _has_active(conn: Connection, fleet_id: int, pool: str) -> bool:
         if found is not None:
             return True
     return False
-
-
-def _load_policies(conn: Connection, fleet_id: int) -> tuple[CommunicationPolicy, ...]:
-    from clawctl.config.build import build_policy
-    from clawctl.registry.tables import policies
-
-    rows = conn.execute(sa.select(policies.c.name, policies.c.spec).where(policies.c.fleet_id == fleet_id)
-                        .order_by(policies.c.name)).all()
-    return tuple(build_policy(name, dict(document)["spec"]) for name, document in rows)

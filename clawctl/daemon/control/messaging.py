@@ -1,0 +1,478 @@
+"""Agents talking to agents through the daemon: durable messages, events, shared state.
+
+Every call by an agent is checked against its fleet's CommunicationPolicy
+(``policies.access``); a denial is refused and audited. Durable messages are
+stored before the sender is answered and delivered until the recipient acks
+them. Stores, deliveries and acks of many concurrent requests go to the registry
+together: one transaction per flush of a batch (group commit), so throughput
+grows with the number of senders instead of being one fsync per message.
+
+Events and watches are not stored: they go at most once to the connections
+subscribed when they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from clawctl.config.model import CommunicationPolicy
+from clawctl.daemon.control.caller import Caller, PolicyBook, resolve_fleet
+from clawctl.daemon.control.db import Database
+from clawctl.daemon.control.directory import Directory, PoolView
+from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, RateLimited, UsageError
+from clawctl.policies import access
+from clawctl.policies.access import AccessDecision
+from clawctl.policies.balancing import BalancerState, Candidate, place
+from clawctl.protocol.auth import ProcessStamp
+from clawctl.protocol.messages import Event
+from clawctl.registry import audit
+from clawctl.registry import messaging as store
+from clawctl.registry.messaging import MessageRow, MessageState
+
+log = logging.getLogger("clawctl.daemon.messaging")
+
+Decide = Callable[[Sequence[CommunicationPolicy], str], AccessDecision]
+"""A policy question about the caller's pool: (the fleet's policies, the pool) → decision."""
+
+MAX_DELIVERIES = 5
+"""Deliveries of a message without an acknowledgement before it becomes a dead letter."""
+MAX_UNACKED = 10_000
+"""Messages waiting for one agent's acknowledgement; a send beyond is refused (rate-limited)."""
+OPERATOR = "operator"
+
+
+@dataclass
+class Pending:
+    """A stored message not acknowledged yet, as delivery tracks it."""
+
+    row: MessageRow
+    attempts: int
+    delivered_to: ProcessStamp | None = None
+
+
+@dataclass
+class _Batch:
+    """Registry writes waiting for the next flush, and who waits for them."""
+
+    inserts: list[tuple[MessageRow, asyncio.Future[None]]] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    """Barriers: resolved once everything before them is written."""
+    delivered: list[tuple[str, int, datetime]] = field(default_factory=list)
+    acked: list[tuple[str, datetime]] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.waiters or self.delivered or self.acked or self.dead or self.moved)
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value is not None else None
+
+
+def _plain(key: str) -> str:
+    return key.split("/", 1)[-1]
+
+
+class MessagingService:
+    """Handles ``messages.*``, ``events.*`` and ``state.*``."""
+
+    def __init__(self, db: Database, directory: Directory, policies: PolicyBook, *, clock: Callable[[], float],
+                 push: Callable[[str, Event], bool], push_peer: Callable[[int, Event], bool]) -> None:
+        self.db = db
+        self.directory = directory
+        self.policies = policies
+        self.clock = clock
+        self.push = push
+        self.push_peer = push_peer
+        self._pending: dict[str, OrderedDict[str, Pending]] = {}  # recipient key -> message id -> pending
+        self._seq = 0
+        self._batch = _Batch()
+        self._flushing = False
+        self._subscriptions: dict[int, tuple[Caller, set[str]]] = {}
+        self._watches: dict[int, tuple[Caller, set[str]]] = {}
+        self._balancers: dict[tuple[str, str], BalancerState] = {}
+
+    async def start(self) -> None:
+        def load(conn: Connection) -> tuple[int, list[MessageRow]]:
+            return store.max_seq(conn), store.pending(conn)
+
+        self._seq, rows = await self.db.run(load)
+        for row in rows:
+            self._pending.setdefault(row.recipient, OrderedDict())[row.id] = Pending(row, row.attempts)
+
+    async def stop(self) -> None:
+        if self._batch:
+            await self._flush_now()
+
+    # ---------------------------------------------------------------- dispatch
+    async def handle(self, caller: Caller, peer: int, method: str, params: Mapping[str, Any]) -> Any:
+        """The result of ``method(params)`` for ``caller`` on connection ``peer``."""
+        handler = self._handlers[method]
+        return await handler(self, caller, peer, params)
+
+    # ---------------------------------------------------------------- policy
+    async def _check(self, caller: Caller, fleet: str, decide: Decide, action: str, target: str, verb: str) -> None:
+        """Raise (and audit) PolicyDenied unless the caller's pool may do this; the operator may."""
+        if caller.agent is None:
+            return
+        pool = self.directory.snapshot.pool(fleet, caller.agent.pool)
+        policies = await self.policies.of(fleet, pool.fleet_id, pool.revision) if pool else ()
+        if decide(policies, caller.agent.pool).allowed:
+            return
+        error = PolicyDenied(f"pool {caller.agent.pool} may not {verb} {target}: no CommunicationPolicy rule "
+                             "allows it", hint="add a rule to the fleet's CommunicationPolicy and apply it")
+        await self._audit(caller, action, target, "denied", {"message": error.message})
+        raise error
+
+    async def _audit(self, caller: Caller, action: str, target: str, outcome: str, detail: dict[str, Any]) -> None:
+        entry = audit.AuditEntry(_utc(self.clock()), caller.describe, action, target, outcome, detail)
+        try:
+            await self.db.run(lambda conn: audit.record(conn, [entry]))
+        except ClawctlError as exc:
+            log.warning("could not write the audit log: %s", exc.message)
+
+    def _fleet_id(self, fleet: str) -> int:
+        return self.directory.snapshot.fleets()[fleet]
+
+    # ---------------------------------------------------------------- messages
+    async def _send(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        fleet = resolve_fleet(self.directory.snapshot, caller, params.get("fleet"))
+        if caller.agent is not None and params.get("fleet") not in (None, caller.agent.fleet):
+            raise PolicyDenied("an agent may send messages only within its own fleet")
+        target: str = params["to"]
+        kind, _, name = target.partition("/")
+        if kind not in ("agent", "pool") or not name:
+            raise UsageError(f"message target {target!r} is not agent/ID or pool/NAME",
+                             hint="e.g. to: pool/quality-control or agent/quality-control-2")
+        target_pool = self._target_pool(fleet, kind, name)
+        await self._check(caller, fleet, lambda p, pool: access.may_message(p, pool, target_pool.model.name),
+                          "messages.send", target, "message")
+        sender = caller.key or OPERATOR
+        fleet_id = target_pool.fleet_id
+        client_id: str | None = params.get("id")
+        if client_id is not None:
+            stored = await self.db.run(lambda conn: store.by_client_ids(conn, fleet_id, sender, [client_id]))
+            if client_id in stored:
+                row = stored[client_id]
+                return {"message_id": row.id, "recipient": _plain(row.recipient), "duplicate": True}
+        recipient = f"{fleet}/{name}" if kind == "agent" else self._place(target_pool)
+        queue = self._pending.get(recipient)
+        if queue is not None and len(queue) >= MAX_UNACKED:
+            error = RateLimited(f"agent {_plain(recipient)} has {len(queue)} messages waiting for its "
+                                "acknowledgement", hint="it is not keeping up; retry later")
+            await self._audit(caller, "messages.send", target, "denied", {"message": error.message})
+            raise error
+        self._seq += 1
+        row = MessageRow(uuid.uuid4().hex, fleet_id, sender, target, recipient, params["payload"],
+                         MessageState.QUEUED, self._seq, 0, client_id, _utc(self.clock()))
+        try:
+            await self._store(row)
+        except Conflict:  # the same client id raced in: answer as for a retry
+            stored = await self.db.run(lambda conn: store.by_client_ids(conn, fleet_id, sender, [client_id or ""]))
+            if client_id in stored:
+                return {"message_id": stored[client_id].id, "recipient": _plain(stored[client_id].recipient),
+                        "duplicate": True}
+            raise
+        pending = Pending(row, 0)
+        self._pending.setdefault(recipient, OrderedDict())[row.id] = pending
+        self._deliver(pending)
+        return {"message_id": row.id, "recipient": _plain(recipient), "duplicate": False}
+
+    def _target_pool(self, fleet: str, kind: str, name: str) -> PoolView:
+        snapshot = self.directory.snapshot
+        if kind == "pool":
+            view = snapshot.pool(fleet, name)
+            if view is None:
+                raise NotFound(f"pool {name} does not exist in fleet {fleet}", hint="clawctl status lists the pools")
+            return view
+        agent = snapshot.agents.get(f"{fleet}/{name}")
+        if agent is not None:
+            found = snapshot.pool(fleet, agent.pool)
+            if found is not None:
+                return found
+        pool_name, _, slot = name.rpartition("-")
+        view = snapshot.pool(fleet, pool_name)
+        slots = view.model.replicas + view.model.policies.failover.standbys if view else 0
+        if view is None or not slot.isdigit() or int(slot) >= slots:
+            raise NotFound(f"agent {name} does not exist in fleet {fleet}", hint="clawctl status lists the agents")
+        return view
+
+    def _place(self, pool: PoolView) -> str:
+        """An agent of ``pool`` for a message to the pool, by the pool's strategy (live agents only)."""
+        agents = [v for v in self.directory.snapshot.agents.values()
+                  if v.fleet == pool.fleet and v.pool == pool.model.name]
+        candidates = [Candidate(v.key, v.slot, len(self._pending.get(v.key, ())), capacity=MAX_UNACKED,
+                                accepts=v.running and not v.standby) for v in agents]
+        memory = (pool.fleet, pool.model.name)
+        placement = place(pool.model.policies.load_balancing.strategy, candidates, key=None,
+                          state=self._balancers.get(memory, BalancerState()))
+        if not placement.placed or placement.agent_id is None:
+            raise Conflict(f"pool {pool.model.name} has no running agent to take the message",
+                           hint="clawctl status shows its agents")
+        self._balancers[memory] = placement.state
+        return placement.agent_id
+
+    def _deliver(self, pending: Pending) -> None:
+        view = self.directory.snapshot.agents.get(pending.row.recipient)
+        if view is None or (pending.delivered_to is not None and pending.delivered_to.same_as(view.process)):
+            return
+        if pending.attempts >= MAX_DELIVERIES:
+            self._pending.get(pending.row.recipient, OrderedDict()).pop(pending.row.id, None)
+            log.warning("message %s to %s is dead after %d deliveries", pending.row.id, pending.row.recipient,
+                        pending.attempts)
+            self._queue(dead=[pending.row.id])
+            return
+        event = Event("message.received", {"message_id": pending.row.id, "from": _plain(pending.row.sender),
+                                           "payload": pending.row.payload, "attempt": pending.attempts + 1})
+        if self.push(pending.row.recipient, event):
+            pending.attempts += 1
+            pending.delivered_to = view.process
+            self._queue(delivered=[(pending.row.id, pending.attempts, _utc(self.clock()))])
+
+    async def _ack(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        assert caller.key is not None
+        message_id: str = params["message_id"]
+        queue = self._pending.get(caller.key)
+        if queue is None or message_id not in queue:
+            if any(message_id in q for q in self._pending.values()):
+                raise PolicyDenied(f"message {message_id} was not delivered to {caller.describe}")
+            return {"ok": True}  # acked before (or dead): acking again is harmless
+        del queue[message_id]
+        self._queue(acked=[(message_id, _utc(self.clock()))])  # behind the answer: a lost ack means a redelivery
+        return {"ok": True}
+
+    async def _list(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        state = None
+        if params.get("state"):
+            try:
+                state = MessageState(str(params["state"]).lower())
+            except ValueError:
+                raise UsageError(f"unknown message state {params['state']!r}",
+                                 hint="use queued, delivered, acked or dead") from None
+        fleet_id = None
+        recipient = None
+        if params.get("fleet") or params.get("agent"):
+            fleet = resolve_fleet(self.directory.snapshot, caller, params.get("fleet"))
+            fleet_id = self._fleet_id(fleet)
+            recipient = f"{fleet}/{params['agent']}" if params.get("agent") else None
+        limit = int(params.get("limit", 100))
+        await self._flush_now()
+        rows = await self.db.run(lambda conn: store.listing(conn, state=state, recipient=recipient,
+                                                            fleet_id=fleet_id, limit=limit))
+        names = {fid: name for name, fid in self.directory.snapshot.fleets().items()}
+        return {"messages": [{
+            "id": r.id, "fleet": names.get(r.fleet_id, str(r.fleet_id)), "from": _plain(r.sender), "to": r.target,
+            "recipient": _plain(r.recipient), "state": r.state.value, "attempts": r.attempts,
+            "created_at": _iso(r.created_at), "delivered_at": _iso(r.delivered_at), "acked_at": _iso(r.acked_at),
+            "payload": r.payload} for r in rows]}
+
+    # ---------------------------------------------------------------- batching
+    def _queue(self, **items: Any) -> None:
+        for name, values in items.items():
+            getattr(self._batch, name).extend(values)
+        self._kick()
+
+    async def _store(self, row: MessageRow) -> None:
+        """Store ``row`` with the next flush; returns once it is committed."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.inserts.append((row, waiter))
+        self._kick()
+        await waiter
+
+    def _kick(self) -> None:
+        if self._flushing or not self._batch:
+            return
+        self._flushing = True
+        batch, self._batch = self._batch, _Batch()
+        self.db.submit(lambda conn: _write(conn, batch)).add_done_callback(lambda f: self._flushed(batch, f))
+
+    def _flushed(self, batch: _Batch, future: asyncio.Future[set[str]]) -> None:
+        self._flushing = False
+        error: BaseException | None = ClawctlError("the daemon is stopping") if future.cancelled() \
+            else future.exception()
+        refused = future.result() if error is None else set()
+        if error is not None:
+            log.warning("could not write messages to the registry: %s", error)
+        for row, waiter in batch.inserts:
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+            elif row.id in refused:
+                waiter.set_exception(Conflict("a message with this sender's id is stored already"))
+            else:
+                waiter.set_result(None)
+        for waiter in batch.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._kick()
+
+    async def _flush_now(self) -> None:
+        """Wait until everything queued so far is in the registry."""
+        if not self._batch and not self._flushing:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._batch.waiters.append(waiter)
+        self._kick()
+        await waiter
+
+    # ---------------------------------------------------------------- connections
+    def on_hello(self, caller: Caller) -> None:
+        """A (re)connected agent gets every message still waiting for its acknowledgement, in order."""
+        if caller.key is None:
+            return
+        for pending in list(self._pending.get(caller.key, OrderedDict()).values()):
+            pending.delivered_to = None
+            self._deliver(pending)
+
+    def on_disconnect(self, peer: int) -> None:
+        self._subscriptions.pop(peer, None)
+        self._watches.pop(peer, None)
+
+    def on_snapshot(self) -> None:
+        """Messages to a pool whose agent ended are re-placed on another agent of the pool."""
+        agents = self.directory.snapshot.agents
+        for recipient in [r for r in self._pending if r not in agents]:
+            queue = self._pending[recipient]
+            for message_id, pending in list(queue.items()):
+                if not pending.row.target.startswith("pool/"):
+                    continue  # to that agent: it waits for the agent's restart
+                fleet = recipient.split("/", 1)[0]
+                view = self.directory.snapshot.pool(fleet, pending.row.target[len("pool/"):])
+                if view is None:
+                    continue
+                try:
+                    target = self._place(view)
+                except Conflict:
+                    continue
+                del queue[message_id]
+                moved = Pending(replace(pending.row, recipient=target), pending.attempts)
+                self._pending.setdefault(target, OrderedDict())[message_id] = moved
+                self._queue(moved=[(message_id, target)])
+                self._deliver(moved)
+            if not queue:
+                del self._pending[recipient]
+
+    # ---------------------------------------------------------------- events
+    async def _publish(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        fleet = resolve_fleet(self.directory.snapshot, caller, params.get("fleet"))
+        topic: str = params["topic"]
+        await self._check(caller, fleet, lambda p, pool: access.may_publish(p, pool, topic),
+                          "events.publish", topic, "publish")
+        event = Event("event.published", {"topic": topic, "data": params.get("data"),
+                                          "from": caller.agent.agent_id if caller.agent else OPERATOR})
+        delivered = 0
+        for number, (subscriber, patterns) in list(self._subscriptions.items()):
+            agent = subscriber.agent
+            if agent is None or agent.fleet != fleet or not any(access.glob_match(p, topic) for p in patterns):
+                continue
+            pool = self.directory.snapshot.pool(fleet, agent.pool)
+            policies = await self.policies.of(fleet, pool.fleet_id, pool.revision) if pool else ()
+            if access.may_receive(policies, agent.pool, topic).allowed and self.push_peer(number, event):
+                delivered += 1
+        return {"delivered": delivered}
+
+    async def _subscribe(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        assert caller.agent is not None
+        pattern: str = params["pattern"]
+        await self._check(caller, caller.agent.fleet, lambda p, pool: access.may_subscribe(p, pool, pattern),
+                          "events.subscribe", pattern, "subscribe to")
+        self._subscriptions.setdefault(peer, (caller, set()))[1].add(pattern)
+        return {"ok": True}
+
+    async def _unsubscribe(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        entry = self._subscriptions.get(peer)
+        if entry is not None:
+            entry[1].discard(params["pattern"])
+        return {"ok": True}
+
+    # ---------------------------------------------------------------- shared state
+    async def _state_get(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        fleet = resolve_fleet(self.directory.snapshot, caller, params.get("fleet"))
+        key: str = params["key"]
+        await self._check(caller, fleet, lambda p, pool: access.may_read_state(p, pool, key),
+                          "state.get", key, "read")
+        fleet_id = self._fleet_id(fleet)
+        value, version = await self.db.run(lambda conn: store.state_get(conn, fleet_id, key))
+        return {"key": key, "value": value, "version": version}
+
+    async def _state_set(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        fleet = resolve_fleet(self.directory.snapshot, caller, params.get("fleet"))
+        key: str = params["key"]
+        await self._check(caller, fleet, lambda p, pool: access.may_write_state(p, pool, key),
+                          "state.set", key, "write")
+        fleet_id = self._fleet_id(fleet)
+        by = caller.agent.agent_id if caller.agent else OPERATOR
+        value = params["value"]
+        version = await self.db.run(lambda conn: store.state_set(
+            conn, fleet_id, key, value, expected_version=int(params["expected_version"]), by=by,
+            at=_utc(self.clock())))
+        await self._notify_watchers(fleet, key, value, version, by)
+        return {"key": key, "version": version}
+
+    async def _watch(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        assert caller.agent is not None
+        pattern: str = params["pattern"]
+        await self._check(caller, caller.agent.fleet, lambda p, pool: access.may_read_state(p, pool, pattern),
+                          "state.watch", pattern, "read")
+        self._watches.setdefault(peer, (caller, set()))[1].add(pattern)
+        return {"ok": True}
+
+    async def _notify_watchers(self, fleet: str, key: str, value: Any, version: int, by: str) -> None:
+        event = Event("state.changed", {"key": key, "value": value, "version": version, "by": by})
+        for number, (watcher, patterns) in list(self._watches.items()):
+            agent = watcher.agent
+            if agent is None or agent.fleet != fleet or not any(access.glob_match(p, key) for p in patterns):
+                continue
+            pool = self.directory.snapshot.pool(fleet, agent.pool)
+            policies = await self.policies.of(fleet, pool.fleet_id, pool.revision) if pool else ()
+            if access.may_read_state(policies, agent.pool, key).allowed:
+                self.push_peer(number, event)
+
+    _handlers: dict[str, Callable[..., Any]] = {
+        "messages.send": _send,
+        "messages.ack": _ack,
+        "messages.list": _list,
+        "events.publish": _publish,
+        "events.subscribe": _subscribe,
+        "events.unsubscribe": _unsubscribe,
+        "state.get": _state_get,
+        "state.set": _state_set,
+        "state.watch": _watch,
+    }
+
+
+def _write(conn: Connection, batch: _Batch) -> set[str]:
+    """One flush: every write of the batch in one transaction (the caller's). Returns the ids of
+    messages refused because their (sender, client id) was taken meanwhile; the others are stored."""
+    rows = [row for row, _ in batch.inserts]
+    refused: set[str] = set()
+    try:
+        with conn.begin_nested():
+            store.insert(conn, rows)
+    except Conflict:  # a rare race of two retries with one id: store the others one by one
+        for row in rows:
+            try:
+                with conn.begin_nested():
+                    store.insert(conn, [row])
+            except Conflict:
+                refused.add(row.id)
+    store.move(conn, batch.moved)
+    store.mark_delivered(conn, batch.delivered)
+    store.mark_acked(conn, batch.acked)
+    store.mark_dead(conn, batch.dead)
+    return refused

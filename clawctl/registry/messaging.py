@@ -1,0 +1,186 @@
+"""Durable agent messages and shared state: row-level reads and writes.
+
+Each function works on one connection; the caller owns the transaction. Writes
+of messages come in batches (``executemany``): the daemon groups the sends,
+deliveries and acknowledgements of many requests into one transaction.
+
+Message states: ``queued`` (stored, not delivered yet) → ``delivered`` (sent to
+the recipient at least once) → ``acked`` (the recipient handled it), or ``dead``
+(delivered the maximum number of times without an acknowledgement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
+
+from clawctl.errors import Conflict
+from clawctl.registry.tables import messages, shared_state
+
+_m = messages.c
+_st = shared_state.c
+
+
+class MessageState(str, Enum):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    ACKED = "acked"
+    DEAD = "dead"
+
+
+PENDING = (MessageState.QUEUED.value, MessageState.DELIVERED.value)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One message. ``sender`` and ``recipient`` are ``fleet/agent-id`` keys, or ``operator``."""
+
+    id: str
+    fleet_id: int
+    sender: str
+    target: str
+    recipient: str
+    payload: Any
+    state: MessageState
+    seq: int
+    attempts: int
+    client_id: str | None
+    created_at: datetime
+    delivered_at: datetime | None = None
+    acked_at: datetime | None = None
+
+
+def _row(r: Any) -> MessageRow:
+    return MessageRow(r["id"], r["fleet_id"], r["sender"], r["target"] or r["recipient"], r["recipient"],
+                      r["payload"], MessageState(r["state"]), r["seq"] or 0, r["attempts"], r["client_id"],
+                      r["created_at"], r["delivered_at"], r["acked_at"])
+
+
+_INSERT = sa.insert(messages)
+_DELIVERED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+              .values(state=MessageState.DELIVERED.value, attempts=sa.bindparam("m_attempts"),
+                      delivered_at=sa.bindparam("m_at")))
+_ACKED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+          .values(state=MessageState.ACKED.value, acked_at=sa.bindparam("m_at")))
+_DEAD = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+         .values(state=MessageState.DEAD.value))
+_MOVED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+          .values(recipient=sa.bindparam("m_recipient")))
+
+
+def max_seq(conn: Connection) -> int:
+    """The highest ``seq`` stored (0 when none): the daemon continues from it."""
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(_m.seq), 0))).scalar_one())
+
+
+def by_client_ids(conn: Connection, fleet_id: int, sender: str, client_ids: Sequence[str]) -> dict[str, MessageRow]:
+    """Messages ``sender`` already stored under these client ids (a unique index serves it)."""
+    if not client_ids:
+        return {}
+    query = sa.select(messages).where(_m.fleet_id == fleet_id, _m.sender == sender, _m.client_id.in_(client_ids))
+    return {r["client_id"]: _row(r) for r in conn.execute(query).mappings()}
+
+
+def insert(conn: Connection, rows: Sequence[MessageRow]) -> None:
+    """Store new messages (one executemany). Conflict when a (sender, client id) is taken."""
+    if not rows:
+        return
+    try:
+        conn.execute(_INSERT, [
+            {"id": r.id, "fleet_id": r.fleet_id, "kind": "direct", "sender": r.sender, "recipient": r.recipient,
+             "target": r.target, "topic": None, "session_id": None, "payload": r.payload, "state": r.state.value,
+             "attempts": r.attempts, "created_at": r.created_at, "seq": r.seq, "client_id": r.client_id}
+            for r in rows])
+    except exc.IntegrityError as err:
+        raise Conflict("a message with this sender's id is stored already") from err
+
+
+def mark_delivered(conn: Connection, items: Iterable[tuple[str, int, datetime]]) -> None:
+    """(message id, attempts so far, when) for each delivery; acked or dead messages are left alone."""
+    params = [{"m_id": i, "m_attempts": n, "m_at": at} for i, n, at in items]
+    if params:
+        conn.execute(_DELIVERED, params)
+
+
+def mark_acked(conn: Connection, items: Iterable[tuple[str, datetime]]) -> None:
+    params = [{"m_id": i, "m_at": at} for i, at in items]
+    if params:
+        conn.execute(_ACKED, params)
+
+
+def mark_dead(conn: Connection, ids: Iterable[str]) -> None:
+    params = [{"m_id": i} for i in ids]
+    if params:
+        conn.execute(_DEAD, params)
+
+
+def move(conn: Connection, items: Iterable[tuple[str, str]]) -> None:
+    """(message id, new recipient) for pending messages re-placed in their pool."""
+    params = [{"m_id": i, "m_recipient": r} for i, r in items]
+    if params:
+        conn.execute(_MOVED, params)
+
+
+def pending(conn: Connection, *, limit: int = 1_000_000) -> list[MessageRow]:
+    """Every queued or delivered message, in ``seq`` order (the daemon's start)."""
+    rows: list[MessageRow] = []
+    for state in PENDING:
+        query = sa.select(messages).where(_m.state == state).order_by(_m.seq).limit(limit)
+        rows += [_row(r) for r in conn.execute(query).mappings()]
+    rows.sort(key=lambda r: r.seq)
+    return rows
+
+
+def listing(conn: Connection, *, state: MessageState | None = None, recipient: str | None = None,
+            fleet_id: int | None = None, limit: int = 100) -> list[MessageRow]:
+    """Messages, newest first (by ``seq``), filtered."""
+    query = sa.select(messages)
+    if state is not None:
+        query = query.where(_m.state == state.value)
+    if recipient is not None:
+        query = query.where(_m.recipient == recipient)
+    if fleet_id is not None:
+        query = query.where(_m.fleet_id == fleet_id)
+    return [_row(r) for r in conn.execute(query.order_by(_m.seq.desc()).limit(limit)).mappings()]
+
+
+# --- shared state ------------------------------------------------------------------------------
+
+
+def state_get(conn: Connection, fleet_id: int, key: str) -> tuple[Any, int]:
+    """(value, version) of ``key``; (None, 0) when it was never written."""
+    found = conn.execute(sa.select(_st.value, _st.version).where(_st.fleet_id == fleet_id, _st.key == key)).first()
+    return (found.value, found.version) if found is not None else (None, 0)
+
+
+def state_set(conn: Connection, fleet_id: int, key: str, value: Any, *, expected_version: int, by: str,
+              at: datetime) -> int:
+    """Write ``key`` if its version is still ``expected_version`` (0: it must not exist); returns the
+    new version. Conflict for a stale version: a write is refused, never lost silently."""
+    if expected_version == 0:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(shared_state).values(fleet_id=fleet_id, key=key, value=value, version=1,
+                                                            updated_at=at, updated_by=by))
+        except exc.IntegrityError as err:
+            raise _stale(conn, fleet_id, key, expected_version) from err
+        return 1
+    result = conn.execute(sa.update(shared_state)
+                          .where(_st.fleet_id == fleet_id, _st.key == key, _st.version == expected_version)
+                          .values(value=value, version=expected_version + 1, updated_at=at, updated_by=by))
+    if not result.rowcount:
+        raise _stale(conn, fleet_id, key, expected_version)
+    return expected_version + 1
+
+
+def _stale(conn: Connection, fleet_id: int, key: str, expected: int) -> Conflict:
+    _, version = state_get(conn, fleet_id, key)
+    return Conflict(f"state key {key!r} is at version {version}, not {expected}: someone wrote it meanwhile",
+                    hint="read it again (state.get) and retry the write with the version you read")
