@@ -2,7 +2,8 @@
 
 Importing this package stays cheap (stdlib only, a few modules): example agents
 start through it for every spawn. The control-socket SDK (``Agent``, ``Session``,
-in ``clawctl.agent.sdk``) is loaded on first use of those names. See docs/sdk.md.
+``Message``, ``PublishedEvent``, ``StateChange``, in ``clawctl.agent.sdk``) is loaded
+on first use of those names. See docs/sdk.md.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clawctl.agent.sdk import Agent, Session
+    from clawctl.agent.sdk import Agent, Message, PublishedEvent, Session, StateChange
 
-__all__ = ["Agent", "Session", "notify_ready"]
+__all__ = ["Agent", "Session", "Message", "PublishedEvent", "StateChange", "notify_ready"]
 
 READY_FILE_ENV = "CLAWCTL_READY_FILE"
 
-_LAZY = frozenset({"Agent", "Session"})
+_LAZY = frozenset({"Agent", "Session", "Message", "PublishedEvent", "StateChange"})
 
 
 def notify_ready() -> bool:
@@ -35,7 +36,7 @@ def notify_ready() -> bool:
 
 
 def __getattr__(name: str) -> Any:
-    """``Agent`` and ``Session`` load the SDK (and the protocol client) only when first used."""
+    """The SDK's names load it (and the protocol client) only when first used."""
     if name in _LAZY:
         from clawctl.agent import sdk
 

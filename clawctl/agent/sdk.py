@@ -12,9 +12,16 @@ events into calls of the handlers the program registered:
 
     agent.run()  # until SIGTERM/SIGINT or agent.stop()
 
+Beyond sessions it sends and receives durable messages (``send_message``,
+``on_direct_message``: acknowledged after the handler returns, de-duplicated by id
+across restarts through a small file in the working directory), publishes and
+subscribes to events, reads, compare-and-sets and watches shared state, and opens
+child sessions.
+
 Threads: the connection's reader thread only queues events; handlers run in a
-bounded pool of worker threads, the events of one session strictly in order and
-never two at once, different sessions concurrently. One supervisor thread
+bounded pool of worker threads, each queue (a session, a message sender, a
+subscription or watch pattern) strictly in order and never two at once, different
+queues concurrently. One supervisor thread
 connects, says hello, heartbeats and, when the connection drops (the daemon
 restarted), reconnects with exponential backoff and jitter, forever until the
 agent is stopped. Calls made while disconnected wait for the reconnection
@@ -25,25 +32,32 @@ Standard library only (agents import it at every start). See docs/sdk.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random as _random
 import signal
+import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from clawctl import __version__
 from clawctl.agent import notify_ready
-from clawctl.errors import ClawctlError, DaemonUnavailable
+from clawctl.errors import ClawctlError, Conflict, DaemonUnavailable
 from clawctl.protocol.connection import Connection, ConnectionClosed
 from clawctl.protocol.framing import FrameError
 from clawctl.protocol.messages import Event
 
-__all__ = ["Agent", "Session", "OpenHandler", "MessageHandler", "ClosingHandler", "CLIENT", "ENV_VARS"]
+__all__ = ["Agent", "Session", "Message", "PublishedEvent", "StateChange", "OpenHandler", "MessageHandler",
+           "ClosingHandler", "DirectMessageHandler", "EventHandler", "ChangeHandler", "CLIENT", "ENV_VARS",
+           "ACKED_FILE", "DEFAULT_ACKED_LIMIT", "glob_match"]
 
 log = logging.getLogger("clawctl.agent")
 
@@ -65,10 +79,47 @@ SEND_MARGIN = 5.0
 SEND_MAX_WAIT = 3600.0 + SEND_MARGIN
 """How long ``send`` without a timeout waits for the daemon at most (its own bound is 3600 s)."""
 
+ACKED_FILE = ".clawctl-acked"
+"""The file in ``state_dir`` (default: the working directory) where acknowledged message ids are kept."""
+
+DEFAULT_ACKED_LIMIT = 100_000
+"""How many acknowledged message ids the SDK remembers (the newest); the file holds at most twice as many."""
+
 _RETRY_SAFE = frozenset({"heartbeat", "session.state.get", "session.state.set", "sessions.show", "sessions.list",
-                         "sessions.close", "sessions.reply"})
+                         "sessions.close", "sessions.reply", "messages.ack", "events.subscribe",
+                         "events.unsubscribe", "state.get", "state.watch"})
 """Methods repeated on the new connection when the old one drops mid-call: doing them twice is harmless.
-``sessions.open`` and ``sessions.send`` are not: the caller gets ``ConnectionClosed`` and decides."""
+So is ``messages.send`` with an ``id`` (the daemon stores it once). ``sessions.open``, ``sessions.send``,
+``events.publish`` and ``state.set`` are not: the caller gets ``ConnectionClosed`` and decides."""
+
+
+def _retry_safe(method: str, params: Mapping[str, Any] | None) -> bool:
+    return method in _RETRY_SAFE or (method == "messages.send" and params is not None and "id" in params)
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Whether the subscription or watch ``pattern`` matches all of the topic or key ``text``, as the
+    daemon matches them (``clawctl.policies.access.glob_match``): ``*`` any run of characters (``.`` and
+    ``/`` included, also none), ``?`` exactly one character, anything else itself (``[`` too). Greedy with
+    backtracking to the last ``*`` only: O(len(pattern) * len(text)) at worst."""
+    p = t = 0
+    star = -1  # index of the last '*' seen in pattern
+    resume = 0  # where in text that '*' currently stops
+    while t < len(text):
+        if p < len(pattern) and pattern[p] == "*":
+            star, resume = p, t
+            p += 1
+        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p += 1
+            t += 1
+        elif star >= 0:
+            resume += 1
+            p, t = star + 1, resume
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
 
 
 @dataclass(frozen=True)
@@ -92,6 +143,38 @@ class Session:
         return self.id
 
 
+@dataclass(frozen=True)
+class Message:
+    """A durable message sent to this agent (``message.received``): the daemon's ``id`` for it, its
+    ``sender`` (an agent id, or the operator), its ``payload`` (any JSON value) and which delivery
+    this is (``attempt``, 1 the first time)."""
+
+    id: str
+    sender: str
+    payload: Any
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class PublishedEvent:
+    """An event on a topic this agent subscribed to (``event.published``)."""
+
+    topic: str
+    data: Any
+    sender: str
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A write of a shared-state key this agent watches (``state.changed``): the new ``value`` and
+    ``version``, and who wrote it (``by``)."""
+
+    key: str
+    value: Any
+    version: int
+    by: str
+
+
 SessionRef = Session | str
 OpenHandler = Callable[[Session, dict[str, Any]], None]
 """``on_open(session, state)``: a session was placed on this agent; ``state`` is what it carried over."""
@@ -100,9 +183,17 @@ MessageHandler = Callable[[Session, Any], Any]
 ClosingHandler = Callable[[Session, str, float], None]
 """``on_closing(session, reason, deadline)``: save state within ``deadline`` seconds; the SDK then acknowledges."""
 
+DirectMessageHandler = Callable[[Message], None]
+"""``on_direct_message(message)``: handle a durable message; returning acknowledges it, raising does not."""
+EventHandler = Callable[[PublishedEvent], None]
+"""``subscribe(pattern, handler)``: ``handler(event)`` for each event on a matching topic."""
+ChangeHandler = Callable[[StateChange], None]
+"""``watch(pattern, handler)``: ``handler(change)`` for each write of a matching shared-state key."""
+
 _O = TypeVar("_O", bound=OpenHandler)
 _M = TypeVar("_M", bound=MessageHandler)
 _C = TypeVar("_C", bound=ClosingHandler)
+_D = TypeVar("_D", bound=DirectMessageHandler)
 
 
 def _session_id(session: SessionRef) -> str:
@@ -117,22 +208,175 @@ def error_text(exc: BaseException) -> str:
     return line if len(line) <= MAX_ERROR_TEXT else line[: MAX_ERROR_TEXT - 3] + "..."
 
 
+_Key = tuple[str, str]
+"""A queue of handler tasks: ("session", id), ("sender", agent id), ("subscription"|"watch", pattern)."""
+
+
+class _AckedIds:
+    """The (sender, message id) pairs this agent acknowledged: the newest ``limit`` in memory, and
+    in the file ``path``, one JSON line each, appended and fsynced by ``add`` (before the SDK sends
+    the ack). When the file reaches ``2 * limit`` lines it is rewritten with the newest ``limit``
+    (temporary file, fsync, rename), so it stays bounded. Thread-safe."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._ids: set[tuple[str, str]] = set()
+        self._order: deque[tuple[str, str]] = deque()  # the same keys, oldest first
+        self._lines = 0  # lines in the file
+        self._fd: int | None = None
+        self._torn = False  # a write failed part-way: the next one starts on a new line
+        self._loaded = False
+
+    def load(self) -> None:
+        """Read the file once (an agent restarting in the same directory). A missing file is empty; an
+        unreadable one is logged and ignored; a last line cut short by a crash is dropped."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            torn = False
+            newest: deque[bytes] = deque(maxlen=self.limit)  # only these are kept: parse only these
+            try:
+                with self.path.open("rb") as lines:
+                    for line in lines:
+                        if not line.endswith(b"\n"):  # the last write was cut short (a crash): drop it
+                            torn = True
+                            break
+                        self._lines += 1
+                        newest.append(line)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                log.warning("clawctl agent: cannot read %s (%s); messages acknowledged before this start "
+                            "may be handled again", self.path, exc.strerror or exc)
+                return
+            for line in newest:
+                key = self._parse(line)
+                if key is not None:
+                    self._remember(key)
+            if torn or self._lines > self.limit:
+                self._torn = torn
+                self._compact_quietly()
+
+    @staticmethod
+    def _parse(line: bytes) -> tuple[str, str] | None:
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+            return sys.intern(value[0]), value[1]  # few senders: share their strings
+        return None
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        if key in self._ids:
+            return
+        self._ids.add(key)
+        self._order.append(key)
+        while len(self._order) > self.limit:
+            self._ids.discard(self._order.popleft())
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._ids
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)
+
+    def add(self, key: tuple[str, str]) -> None:
+        """Remember ``key`` and append it to the file, fsynced, before returning. A write that fails
+        is logged: the key is still remembered by this process."""
+        key = (sys.intern(key[0]), key[1])
+        with self._lock:
+            if key in self._ids:
+                return
+            try:
+                self._append(json.dumps(list(key)).encode() + b"\n")
+                self._lines += 1
+            except OSError as exc:
+                self._torn = True
+                log.error("clawctl agent: cannot record acknowledged message %s in %s (%s); after a restart "
+                          "it may be handled again", key[1], self.path, exc.strerror or exc)
+            self._remember(key)
+            if self._lines >= 2 * self.limit:
+                self._compact_quietly()
+
+    def _compact_quietly(self) -> None:
+        try:
+            self._compact()
+        except OSError as exc:
+            log.error("clawctl agent: cannot rewrite %s: %s", self.path, exc.strerror or exc)
+
+    def _append(self, data: bytes) -> None:
+        if self._torn:  # a fragment may end the file: an empty line after it keeps this one whole
+            data = b"\n" + data
+        if self._fd is None:
+            created = not self.path.exists()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            if created:
+                _fsync_dir(self.path.parent)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self._torn = False
+        os.fsync(self._fd)
+
+    def _compact(self) -> None:
+        # With self._lock held: the newest ``limit`` keys replace the file atomically.
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            data = b"".join(json.dumps(list(key)).encode() + b"\n" for key in self._order)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+        self._close_fd()
+        self._lines = len(self._ids)
+        self._torn = False
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the file (a later ``add`` opens it again)."""
+        with self._lock:
+            self._close_fd()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _SessionQueues:
-    """Runs tasks keyed by session on at most ``workers`` daemon threads, started only when
-    needed: one key's tasks in submission order and never concurrently; different keys
-    concurrently, round-robin."""
+    """Runs tasks keyed by session (or sender, or pattern) on at most ``workers`` daemon threads,
+    started only when needed: one key's tasks in submission order and never concurrently;
+    different keys concurrently, round-robin."""
 
     def __init__(self, workers: int, name: str) -> None:
         self._workers = workers
         self._name = name
         self._cond = threading.Condition()
-        self._queues: dict[str, deque[Callable[[], None]]] = {}  # a key is here iff ready or running
-        self._ready: deque[str] = deque()  # keys with tasks and no thread on them, oldest first
+        self._queues: dict[_Key, deque[Callable[[], None]]] = {}  # a key is here iff ready or running
+        self._ready: deque[_Key] = deque()  # keys with tasks and no thread on them, oldest first
         self._idle = 0  # threads waiting for a ready key
         self._threads: list[threading.Thread] = []
         self._stopping = False
 
-    def submit(self, key: str, task: Callable[[], None]) -> None:
+    def submit(self, key: _Key, task: Callable[[], None]) -> None:
         """Queue ``task`` behind ``key``'s earlier tasks. Never blocks (safe in the reader thread)."""
         with self._cond:
             if self._stopping:
@@ -144,7 +388,7 @@ class _SessionQueues:
             self._queues[key] = deque((task,))
             self._schedule(key)
 
-    def _schedule(self, key: str) -> None:
+    def _schedule(self, key: _Key) -> None:
         # With self._cond held.
         self._ready.append(key)
         if len(self._ready) > self._idle and len(self._threads) < self._workers:
@@ -209,16 +453,20 @@ class Agent:
     def __init__(self, socket_path: str, agent_id: str, token: str, *, pool: str | None = None,
                  fleet: str | None = None, workers: int = 4, call_timeout: float = 30.0,
                  connect_timeout: float = 30.0, backoff_min: float = 0.05, backoff_max: float = 2.0,
-                 stop_grace: float = 5.0, sleep: Callable[[float], None] | None = None,
+                 stop_grace: float = 5.0, state_dir: str | os.PathLike[str] | None = None,
+                 acked_limit: int = DEFAULT_ACKED_LIMIT, sleep: Callable[[float], None] | None = None,
                  rng: _random.Random | None = None, ready: Callable[[], object] | None = None) -> None:
         """An agent that is not connected yet. ``workers`` bounds concurrent handlers;
         ``call_timeout`` bounds the wait for an answer, ``connect_timeout`` the wait for a
         (re)connection; reconnects back off from ``backoff_min`` doubling to ``backoff_max``
         seconds with jitter; ``stop_grace`` is how long ``stop`` lets running handlers finish.
-        ``sleep``, ``rng`` and ``ready`` replace the backoff pause, its jitter source and the
-        readiness notification (tests)."""
+        ``state_dir`` (default: the working directory now) holds ``.clawctl-acked``, the ids of the
+        newest ``acked_limit`` acknowledged messages. ``sleep``, ``rng`` and ``ready`` replace the
+        backoff pause, its jitter source and the readiness notification (tests)."""
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if acked_limit < 1:
+            raise ValueError("acked_limit must be at least 1")
         if not 0 < backoff_min <= backoff_max:
             raise ValueError("backoff needs 0 < backoff_min <= backoff_max")
         self.socket_path = socket_path
@@ -237,8 +485,14 @@ class Agent:
         self._on_open: OpenHandler | None = None
         self._on_message: MessageHandler | None = None
         self._on_closing: ClosingHandler | None = None
+        self._on_direct: DirectMessageHandler | None = None
+        self._subscriptions: dict[str, EventHandler] = {}  # pattern -> handler, re-sent on every connection
+        self._watches: dict[str, ChangeHandler] = {}  # pattern -> handler, re-sent on every connection
         self._sessions: dict[str, Session] = {}
         self._inflight: set[str] = set()  # message ids queued or being handled: a redelivery is skipped
+        self._direct_inflight: set[tuple[str, str]] = set()  # (sender, id) of durable messages, likewise
+        directory = Path(os.path.abspath(os.getcwd() if state_dir is None else state_dir))
+        self._acked = _AckedIds(directory / ACKED_FILE, acked_limit)
         self._queues = _SessionQueues(workers, f"clawctl-agent-{agent_id}-handler")
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -289,6 +543,59 @@ class Agent:
         closes; save its state there. The SDK acknowledges with ``sessions.close`` once it returns."""
         self._on_closing = handler
         return handler
+
+    def on_direct_message(self, handler: _D) -> _D:
+        """Register ``handler(message)`` for durable messages sent to this agent (usable as a decorator).
+        When it returns the SDK records the message's id (``state_dir``/.clawctl-acked) and acknowledges
+        it; when it raises, the message is logged and not acknowledged: the daemon delivers it again on
+        the next connection. A message whose id was acknowledged already is acknowledged again without
+        calling the handler. Messages of one sender run in order, one at a time."""
+        self._on_direct = handler
+        return handler
+
+    def subscribe(self, pattern: str, handler: EventHandler) -> None:
+        """Call ``handler(event)`` for events published on topics matching the glob ``pattern``, one at a
+        time in arrival order (per pattern). Remembered and sent again after every reconnection; before
+        ``start`` it is only remembered (sent with the first connection, a refusal there is logged).
+        Subscribing a pattern again replaces its handler. Raises what the daemon raised (``PolicyDenied``:
+        the CommunicationPolicy's ``subscribe``), and then the pattern is forgotten."""
+        self._register(self._subscriptions, "events.subscribe", pattern, handler)
+
+    def unsubscribe(self, pattern: str) -> None:
+        """Stop calling the handler of ``pattern`` (at once) and tell the daemon (when connected)."""
+        with self._lock:
+            known = self._subscriptions.pop(pattern, None) is not None
+        if known and self._started and self.connected:
+            try:
+                self.call("events.unsubscribe", {"pattern": pattern})
+            except DaemonUnavailable:
+                pass  # the next connection does not subscribe it again
+
+    def watch(self, pattern: str, handler: ChangeHandler) -> None:
+        """Call ``handler(change)`` for each write of a shared-state key matching the glob ``pattern``
+        (keys the agent may read), one at a time in order (per pattern). Re-sent after reconnections and
+        refused like ``subscribe`` (``sharedState.read``)."""
+        self._register(self._watches, "state.watch", pattern, handler)
+
+    def _register(self, table: dict[str, Any], method: str, pattern: str, handler: Any) -> None:
+        with self._lock:
+            previous = table.get(pattern)
+            table[pattern] = handler
+            started = self._started
+        if not started:
+            return
+        try:
+            self.call(method, {"pattern": pattern})
+        except DaemonUnavailable:
+            raise  # still remembered: the next connection sends it
+        except ClawctlError:
+            with self._lock:
+                if table.get(pattern) is handler:
+                    if previous is None:
+                        table.pop(pattern)
+                    else:
+                        table[pattern] = previous
+            raise
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -408,6 +715,7 @@ class Agent:
                 conn.close()
             if started and threading.current_thread() is not self._supervisor:
                 self._supervisor.join(self.stop_grace + 10.0)
+            self._acked.close()
         finally:
             self._stopped.set()
 
@@ -432,7 +740,7 @@ class Agent:
             try:
                 return conn.call(method, params, timeout=wait)
             except ConnectionClosed:
-                if method not in _RETRY_SAFE or self._stopping.is_set():
+                if not _retry_safe(method, params) or self._stopping.is_set():
                     raise
 
     def _wait_connection(self, method: str, deadline: float) -> Connection:
@@ -462,14 +770,18 @@ class Agent:
         version = result.get("version") if isinstance(result, Mapping) else None
         return version if isinstance(version, int) else 0
 
-    def open_session(self, pool: str, key: str | None = None, *, fleet: str | None = None) -> Session:
+    def open_session(self, pool: str, key: str | None = None, *, fleet: str | None = None,
+                     parent: SessionRef | None = None) -> Session:
         """Open a session in ``pool`` (placed by its balancing strategy; ``key`` for consistent-hash
-        pools) and return it. The daemon checks the CommunicationPolicy (``PolicyDenied``)."""
+        pools) and return it. With ``parent`` (a session this agent owns) it is that session's child:
+        closing the parent closes it. The daemon checks the CommunicationPolicy (``PolicyDenied``)."""
         params: dict[str, Any] = {"pool": pool}
         if key is not None:
             params["key"] = key
         if fleet is not None:
             params["fleet"] = fleet
+        if parent is not None:
+            params["parent"] = _session_id(parent)
         return Session.from_wire(self.call("sessions.open", params))
 
     def send(self, session: SessionRef, message: Any, timeout: float | None = None) -> Any:
@@ -505,16 +817,81 @@ class Agent:
         sessions = result.get("sessions") if isinstance(result, Mapping) else None
         return [dict(s) for s in sessions] if isinstance(sessions, list) else []
 
+    def send_message(self, to: str, payload: Any, *, id: str | None = None) -> str:
+        """Send a durable message to ``to`` (``"agent/ID"`` or ``"pool/NAME"``); returns its message id
+        once the daemon stored it. ``id`` (≤ 128 characters) is this sender's id for the message: the
+        daemon stores a message once per id, so a call repeated with the same id after an error is
+        safe. Without one the SDK makes a fresh id and reuses it when the connection drops during the
+        call (it is sent again on the new connection). Policy: ``messages`` (``PolicyDenied``)."""
+        client_id = uuid.uuid4().hex if id is None else id
+        result = self.call("messages.send", {"to": to, "payload": payload, "id": client_id})
+        message_id = result.get("message_id") if isinstance(result, Mapping) else None
+        return message_id if isinstance(message_id, str) else client_id
+
+    def publish(self, topic: str, data: Any = None) -> int:
+        """Publish an event on ``topic`` (any JSON ``data``); returns how many subscribers it was sent to.
+        At most once: not repeated when the connection drops (``ConnectionClosed``). Policy: ``publish``."""
+        params: dict[str, Any] = {"topic": topic}
+        if data is not None:
+            params["data"] = data
+        result = self.call("events.publish", params)
+        delivered = result.get("delivered") if isinstance(result, Mapping) else None
+        return delivered if isinstance(delivered, int) else 0
+
+    def state_get(self, key: str) -> tuple[Any, int]:
+        """A shared-state key's ``(value, version)``; ``(None, 0)`` if never written. Policy: ``read``."""
+        result = self.call("state.get", {"key": key})
+        if not isinstance(result, Mapping):
+            return None, 0
+        version = result.get("version")
+        return result.get("value"), version if isinstance(version, int) else 0
+
+    def state_set(self, key: str, value: Any, expected_version: int) -> int:
+        """Write ``value`` to ``key`` if its version is still ``expected_version`` (0: never written);
+        returns the new version. Raises ``Conflict`` when another writer came first, and
+        ``ConnectionClosed`` when the connection dropped during the call (written or not: read again).
+        Policy: ``write``."""
+        result = self.call("state.set", {"key": key, "value": value, "expected_version": expected_version})
+        version = result.get("version") if isinstance(result, Mapping) else None
+        return version if isinstance(version, int) else 0
+
+    def state_update(self, key: str, fn: Callable[[Any], Any], *, retries: int = 10) -> tuple[Any, int]:
+        """Read ``key``, compute ``fn(value)`` (``None`` if never written) and compare-and-set it; on
+        ``Conflict`` read and compute again, up to ``retries`` more times (then the ``Conflict`` is
+        raised). ``fn`` may therefore run more than once: keep it free of side effects. Returns the
+        written ``(value, version)``."""
+        if retries < 0:
+            raise ValueError("retries must be at least 0")
+        for attempt in range(retries + 1):
+            value, version = self.state_get(key)
+            new = fn(value)
+            try:
+                return new, self.state_set(key, new, version)
+            except Conflict:
+                if attempt == retries:
+                    raise
+                log.debug("clawctl agent %s: %s changed meanwhile; updating again", self.agent_id, key)
+        raise AssertionError("unreachable")
+
     # ------------------------------------------------------------ events
     def _on_event(self, event: Event) -> None:
         # In the connection's reader thread: queue, never block.
         data = event.data
+        if event.event == "message.received":
+            self._on_direct_event(data)
+            return
+        if event.event == "event.published":
+            self._on_published(data)
+            return
+        if event.event == "state.changed":
+            self._on_changed(data)
+            return
         sid = data.get("session")
         if not isinstance(sid, str):
             log.warning("clawctl agent: ignored a %s event without a session", event.event)
             return
         if event.event == "session.opened":
-            self._queues.submit(sid, lambda: self._handle_opened(sid, data))
+            self._queues.submit(("session", sid), lambda: self._handle_opened(sid, data))
         elif event.event == "session.message":
             message_id = data.get("message_id")
             if isinstance(message_id, str):
@@ -523,11 +900,92 @@ class Agent:
                         log.debug("clawctl agent: message %s is already being handled", message_id)
                         return
                     self._inflight.add(message_id)
-            self._queues.submit(sid, lambda: self._handle_message(sid, data))
+            self._queues.submit(("session", sid), lambda: self._handle_message(sid, data))
         elif event.event == "session.closing":
-            self._queues.submit(sid, lambda: self._handle_closing(sid, data))
+            self._queues.submit(("session", sid), lambda: self._handle_closing(sid, data))
         else:
             log.debug("clawctl agent: ignored unknown event %s", event.event)
+
+    def _on_direct_event(self, data: Mapping[str, Any]) -> None:
+        message_id, sender, attempt = data.get("message_id"), data.get("from"), data.get("attempt")
+        if not isinstance(message_id, str):
+            log.warning("clawctl agent %s: ignored a durable message without an id", self.agent_id)
+            return
+        message = Message(message_id, sender if isinstance(sender, str) else "", data.get("payload"),
+                          attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 1)
+        key = (message.sender, message.id)
+        with self._lock:
+            if key in self._direct_inflight:  # redelivered (on a new connection) while queued or handled
+                log.debug("clawctl agent: message %s is already being handled", message_id)
+                return
+            self._direct_inflight.add(key)
+        self._queues.submit(("sender", message.sender), lambda: self._handle_direct(message))
+
+    def _handle_direct(self, message: Message) -> None:
+        key = (message.sender, message.id)
+        try:
+            if key in self._acked:
+                log.debug("clawctl agent %s: message %s was handled already; acknowledging it again",
+                          self.agent_id, message.id)
+            else:
+                handler = self._on_direct
+                if handler is None:
+                    log.warning("clawctl agent %s: no on_direct_message handler; message %s from %s is not "
+                                "acknowledged", self.agent_id, message.id, message.sender or "?")
+                    return
+                try:
+                    handler(message)
+                except Exception:
+                    log.exception("clawctl agent %s: on_direct_message failed for message %s from %s (attempt "
+                                  "%d); not acknowledged, the daemon delivers it again on the next connection",
+                                  self.agent_id, message.id, message.sender or "?", message.attempt)
+                    return
+                self._acked.add(key)  # on disk before the ack: a restart does not hand it over again
+            self.call("messages.ack", {"message_id": message.id})
+        except ClawctlError as exc:
+            log.warning("clawctl agent %s: could not acknowledge message %s: %s", self.agent_id, message.id,
+                        exc.message)
+        finally:
+            with self._lock:
+                self._direct_inflight.discard(key)
+
+    def _on_published(self, data: Mapping[str, Any]) -> None:
+        topic, sender = data.get("topic"), data.get("from")
+        if not isinstance(topic, str):
+            log.warning("clawctl agent %s: ignored an event without a topic", self.agent_id)
+            return
+        event = PublishedEvent(topic, data.get("data"), sender if isinstance(sender, str) else "")
+        self._fan_out("subscription", self._subscriptions, topic, event)
+
+    def _on_changed(self, data: Mapping[str, Any]) -> None:
+        key, version, by = data.get("key"), data.get("version"), data.get("by")
+        if not isinstance(key, str):
+            log.warning("clawctl agent %s: ignored a state change without a key", self.agent_id)
+            return
+        change = StateChange(key, data.get("value"), version if isinstance(version, int) else 0,
+                             by if isinstance(by, str) else "")
+        self._fan_out("watch", self._watches, key, change)
+
+    def _fan_out(self, kind: str, table: Mapping[str, Callable[[Any], None]], name: str, value: Any) -> None:
+        # One task per local pattern matching ``name``, queued by pattern (the event does not say which
+        # pattern the daemon matched). The handler is looked up when it runs: after unsubscribe, none.
+        with self._lock:
+            patterns = [pattern for pattern in table if glob_match(pattern, name)]
+        if not patterns:
+            log.debug("clawctl agent %s: no %s handler for %s", self.agent_id, kind, name)
+        for pattern in patterns:
+            self._queues.submit((kind, pattern), partial(self._run_pattern, kind, table, pattern, name, value))
+
+    def _run_pattern(self, kind: str, table: Mapping[str, Callable[[Any], None]], pattern: str, name: str,
+                     value: Any) -> None:
+        with self._lock:
+            handler = table.get(pattern)
+        if handler is None:
+            return
+        try:
+            handler(value)
+        except Exception:
+            log.exception("clawctl agent %s: the %s handler of %r failed on %s", self.agent_id, kind, pattern, name)
 
     def _session(self, sid: str) -> Session:
         with self._lock:
@@ -611,6 +1069,7 @@ class Agent:
 
     # ------------------------------------------------------------ connection
     def _supervise(self) -> None:
+        self._acked.load()  # before the first connection: its deliveries are checked against it
         delay = self.backoff_min
         failures = 0
         while not self._stopping.is_set():
@@ -663,6 +1122,7 @@ class Agent:
         try:
             identity = conn.hello(agent_id=self.agent_id, token=self._token, client=CLIENT,
                                   timeout=self.call_timeout)
+            self._restore(conn)
         except ClawctlError:
             conn.close()
             raise
@@ -685,6 +1145,20 @@ class Agent:
         except Exception:
             log.exception("clawctl agent %s: could not notify readiness", self.agent_id)
         return conn, lost
+
+    def _restore(self, conn: Connection) -> None:
+        """Subscribe and watch again on a new connection (the daemon keeps them per connection), before
+        it is published: once ``connected``, they are in place. A refusal is logged and the pattern kept."""
+        with self._lock:
+            wanted = [("events.subscribe", p) for p in self._subscriptions]
+            wanted += [("state.watch", p) for p in self._watches]
+        for method, pattern in wanted:
+            try:
+                conn.call(method, {"pattern": pattern}, timeout=self.call_timeout)
+            except DaemonUnavailable:
+                raise  # the connection is gone or hangs: connect again
+            except ClawctlError as exc:
+                log.warning("clawctl agent %s: %s %r refused: %s", self.agent_id, method, pattern, exc.message)
 
     def _publish(self, conn: Connection, identity: Mapping[str, Any]) -> None:
         """Make ``conn`` the one calls use (with ``self._cond`` held)."""

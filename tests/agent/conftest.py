@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,16 +36,18 @@ def daemon(sockdir: str) -> Iterator[FakeDaemon]:
 
 
 @pytest.fixture
-def new_agent(daemon: FakeDaemon) -> Iterator[AgentFactory]:
+def new_agent(daemon: FakeDaemon, tmp_path: Path) -> Iterator[AgentFactory]:
     """``new_agent(agent_id="a-0", pool="p", start=True, **options)``: an agent registered with the fake
-    daemon (fast backoff, patient timeouts), started unless ``start=False``; every one is stopped at
-    teardown."""
+    daemon (fast backoff, patient timeouts, ``state_dir`` tmp_path/AGENT_ID unless given), started unless
+    ``start=False``; every one is stopped at teardown."""
     made: list[Agent] = []
 
     def make(agent_id: str = "a-0", pool: str = "p", *, start: bool = True, **options: Any) -> Agent:
         env = daemon.add_agent(agent_id, pool)
+        state_dir = tmp_path / agent_id
+        state_dir.mkdir(exist_ok=True)
         settings: dict[str, Any] = {"backoff_min": 0.01, "backoff_max": 0.2, "call_timeout": PATIENCE,
-                                    "connect_timeout": PATIENCE}
+                                    "connect_timeout": PATIENCE, "state_dir": state_dir}
         settings.update(options)
         agent = Agent.from_env(env, **settings)
         made.append(agent)

@@ -4,6 +4,12 @@ table (``methods.check_call``), so an SDK request the real daemon would refuse f
 too. It authenticates agents by token only, keeps sessions and their state in memory,
 routes ``sessions.send`` to the owner's connection and records every request.
 
+Issue 6: it stores durable messages (once per sender id), pushes ``message.received``
+to the recipient and again, unacknowledged ones, after each of its hellos; it keeps
+subscriptions and watches per connection, publishes events to matching subscribers
+(the daemon's ``glob_match``), and keeps shared state with compare-and-set. ``denied`` methods are
+refused with ``PolicyDenied``; ``lose_answer`` drops a connection instead of answering.
+
 It can stop and start again on the same path (a daemon restart) and drop its
 connections while listening. Nothing here sleeps to wait: tests wait on conditions.
 """
@@ -19,7 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clawctl.errors import ClawctlError, NotFound, ProtocolError, Unauthenticated
+from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, ProtocolError, Unauthenticated
+from clawctl.policies.access import glob_match
 from clawctl.protocol import methods
 from clawctl.protocol.framing import FrameDecoder, FrameError, encode_frame
 from clawctl.protocol.messages import PROTOCOL_VERSION, error_response, parse_request
@@ -46,6 +53,8 @@ class _Client:
     write: threading.Lock = field(default_factory=threading.Lock)
     agent_id: str | None = None
     closed: bool = False
+    subscriptions: set[str] = field(default_factory=set)
+    watches: set[str] = field(default_factory=set)
 
     def send(self, message: Mapping[str, Any]) -> None:
         frame = encode_frame(message)
@@ -76,6 +85,12 @@ class FakeDaemon:
         self.sessions: dict[str, dict[str, Any]] = {}
         self.replies: dict[str, dict[str, Any]] = {}  # message id -> sessions.reply params
         self.before_hello: Callable[[str | None], None] | None = None
+        self.messages: dict[str, dict[str, Any]] = {}  # message id -> message (see _store_message)
+        self.sender_ids: dict[tuple[str, str], str] = {}  # (sender, sender's id) -> message id
+        self.shared: dict[str, tuple[Any, int]] = {}  # shared-state key -> (value, version)
+        self.denied: set[str] = set()  # methods refused with PolicyDenied (a CommunicationPolicy)
+        self.on_request: Callable[[Record], None] | None = None  # sees each request before it is handled
+        self.lose_answer: Callable[[Record], bool] | None = None  # True: drop the connection, no answer
         self.cond = threading.Condition()
         self._clients: list[_Client] = []
         self._numbers = itertools.count(1)
@@ -188,6 +203,31 @@ class FakeDaemon:
                   {"session": sid, "message_id": mid, "message": message})
         return mid
 
+    def send_direct(self, to_agent: str, payload: Any, sender: str = "sender-0", sender_id: str | None = None) -> str:
+        """Store a durable message from ``sender`` to ``to_agent`` and push it if connected; its id."""
+        return self._store_message(sender, sender_id, to_agent, f"agent/{to_agent}", payload)[0]
+
+    def redeliver(self, mid: str) -> None:
+        """Push message ``mid`` to its recipient again (as a daemon might, e.g. after a lost ack)."""
+        with self.cond:
+            message = self.messages[mid]
+            message["attempts"] += 1
+            data = self._received(message)
+        self.push(message["recipient"], "message.received", data)
+
+    def acked(self) -> list[str]:
+        """The message ids acknowledged, in order (repeats included)."""
+        return [r.params["message_id"] for r in self.calls("messages.ack")]
+
+    def publish(self, topic: str, data: Any = None, sender: str = "pub-0") -> int:
+        """Send ``event.published`` to every live connection subscribed to a matching pattern."""
+        event = {"topic": topic, "data": data, "from": sender}
+        with self.cond:
+            targets = [c for c in self._clients if not c.closed and any(glob_match(p, topic) for p in c.subscriptions)]
+        for client in targets:
+            client.send({"event": "event.published", "data": event})
+        return len(targets)
+
     def reply_to(self, mid: str, timeout: float = PATIENCE) -> dict[str, Any]:
         """The sessions.reply params answering message ``mid`` (waits for them)."""
         return self.wait(lambda: self.replies.get(mid), f"the reply to {mid}", timeout)
@@ -248,9 +288,12 @@ class FakeDaemon:
         request = parse_request(obj)
         role = methods.Role.AGENT if client.agent_id is not None else None
         claimed = request.params.get("agent_id") if request.method == "hello" else client.agent_id
+        record = Record(client.number, claimed, request.method, dict(request.params))
         with self.cond:
-            self.records.append(Record(client.number, claimed, request.method, dict(request.params)))
+            self.records.append(record)
             self.cond.notify_all()
+        if self.on_request is not None:
+            self.on_request(record)
         try:
             methods.check_call(request, role)  # what the real daemon refuses, the fake refuses
             if request.method == "sessions.send":  # waits for another agent: not in the reader
@@ -262,7 +305,45 @@ class FakeDaemon:
             if request.method == "hello":
                 client.close()
             return
+        if self.lose_answer is not None and self.lose_answer(record):
+            client.close()
+            return
         client.send({"id": request.id, "result": result})
+        if request.method == "hello":
+            self._deliver_pending(client)
+
+    def _received(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {"message_id": message["id"], "from": message["from"], "payload": message["payload"],
+                "attempt": message["attempts"]}
+
+    def _store_message(self, sender: str, sender_id: str | None, recipient: str, to: str,
+                       payload: Any) -> tuple[str, bool]:
+        with self.cond:
+            known = self.sender_ids.get((sender, sender_id)) if sender_id is not None else None
+            if known is not None:
+                return known, True
+            mid = f"dm-{next(self._ids)}"
+            if sender_id is not None:
+                self.sender_ids[(sender, sender_id)] = mid
+            self.messages[mid] = {"id": mid, "from": sender, "to": to, "recipient": recipient, "payload": payload,
+                                  "attempts": 0, "acked": False}
+            live = [c for c in self._clients if c.agent_id == recipient and not c.closed]
+            if live:
+                self.messages[mid]["attempts"] = 1
+                data = self._received(self.messages[mid])
+        if live:
+            live[-1].send({"event": "message.received", "data": data})
+        return mid, False
+
+    def _deliver_pending(self, client: _Client) -> None:
+        with self.cond:
+            pending = [m for m in self.messages.values() if m["recipient"] == client.agent_id and not m["acked"]]
+            events = []
+            for message in pending:
+                message["attempts"] += 1
+                events.append(self._received(message))
+        for data in events:
+            client.send({"event": "message.received", "data": data})
 
     def _handle(self, client: _Client, method: str, params: dict[str, Any]) -> Any:
         if method == "hello":
@@ -279,6 +360,11 @@ class FakeDaemon:
                     "pool": known[0], "max_frame": 1 << 20, "heartbeat_interval": self.heartbeat_interval}
         if method == "heartbeat":
             return {"ok": True}
+        if method in self.denied:
+            raise PolicyDenied(f"{method}: no CommunicationPolicy rule allows it")
+        if method in {"messages.send", "messages.ack", "events.publish", "events.subscribe", "events.unsubscribe",
+                      "state.get", "state.set", "state.watch"}:
+            return self._handle_issue6(client, method, params)
         if method == "sessions.reply":
             if ("message" in params) == ("error" in params):
                 raise ProtocolError("sessions.reply needs message or error, not both")
@@ -290,8 +376,15 @@ class FakeDaemon:
             pool = params["pool"]
             if not any(p == pool for p, _ in self.agents.values()):
                 raise NotFound(f"pool {pool} not found")
+            parent = params.get("parent")
+            if parent is not None:
+                if parent not in self.sessions:
+                    raise NotFound(f"session {parent} not found")
+                if self.sessions[parent]["agent_id"] != client.agent_id:
+                    raise PolicyDenied(f"session {parent} is not yours")
             owner = next(a for a, (p, _) in self.agents.items() if p == pool)
             sid = self.open_session(pool, key=params.get("key"), agent_id=owner)
+            self.sessions[sid]["parent_id"] = parent
             return self.sessions[sid]
         session = self.sessions.get(params.get("session", ""))
         if session is None:
@@ -311,6 +404,51 @@ class FakeDaemon:
                 self.states[sid] = (params["state"], version)
             return {"session": sid, "version": version}
         raise ProtocolError(f"the fake daemon does not serve {method}")
+
+    def _handle_issue6(self, client: _Client, method: str, params: dict[str, Any]) -> Any:
+        sender = client.agent_id or "operator"
+        if method == "messages.send":
+            kind, _, name = params["to"].partition("/")
+            if kind == "agent" and name in self.agents:
+                recipient = name
+            elif kind == "pool" and any(p == name for p, _ in self.agents.values()):
+                recipient = next(a for a, (p, _) in self.agents.items() if p == name)
+            else:
+                raise NotFound(f"{params['to']} not found")
+            mid, duplicate = self._store_message(sender, params.get("id"), recipient, params["to"], params["payload"])
+            return {"message_id": mid, "recipient": recipient, "duplicate": duplicate}
+        if method == "messages.ack":
+            with self.cond:
+                message = self.messages.get(params["message_id"])
+                if message is None or message["recipient"] != client.agent_id:
+                    raise NotFound(f"message {params['message_id']} not found")
+                message["acked"] = True
+            return {"ok": True}
+        if method == "events.publish":
+            return {"delivered": self.publish(params["topic"], params.get("data"), sender)}
+        if method in {"events.subscribe", "events.unsubscribe", "state.watch"}:
+            with self.cond:
+                table = client.watches if method == "state.watch" else client.subscriptions
+                if method == "events.unsubscribe":
+                    table.discard(params["pattern"])
+                else:
+                    table.add(params["pattern"])
+            return {"ok": True}
+        key = params["key"]
+        if method == "state.get":
+            with self.cond:
+                value, version = self.shared.get(key, (None, 0))
+            return {"key": key, "value": value, "version": version}
+        with self.cond:  # state.set
+            current = self.shared.get(key, (None, 0))[1]
+            if params["expected_version"] != current:
+                raise Conflict(f"state {key} is at version {current}, not {params['expected_version']}")
+            self.shared[key] = (params["value"], current + 1)
+            change = {"key": key, "value": params["value"], "version": current + 1, "by": sender}
+            watchers = [c for c in self._clients if not c.closed and any(glob_match(p, key) for p in c.watches)]
+        for watcher in watchers:
+            watcher.send({"event": "state.changed", "data": change})
+        return {"key": key, "version": current + 1}
 
     def _answer_send(self, client: _Client, request_id: int, params: dict[str, Any]) -> None:
         try:

@@ -152,11 +152,36 @@ def test_coordinator_forwards_through_one_worker_session(daemon: FakeDaemon, pro
     assert daemon.message(sid, "two")["message"] == {"coordinator": "coord-0", "via": via,
                                                      "result": {"worker": "worker-0", "echo": "two", "handled": 2}}
     opens = daemon.calls("sessions.open", "coord-0")
-    assert [r.params for r in opens] == [{"pool": "worker", "key": sid}]  # once per own session
+    assert [r.params for r in opens] == [{"pool": "worker", "key": sid, "parent": sid}]  # once, as a child
+    assert daemon.sessions[via]["parent_id"] == sid
     assert daemon.states[sid][0] == {"target": via}  # remembered in the coordinator's session state
     other = daemon.open_session("coord")
     assert daemon.message(other, "three")["message"]["via"] != via
+    published = [r.params for r in daemon.calls("events.publish", "coord-0")]
+    assert published == [{"topic": "plan.dispatched", "data": {"session": s, "target_pool": "worker"}}
+                         for s in (sid, sid, other)]
+    assert daemon.shared["plan/dispatched"] == (3, 3)  # counted with compare-and-set
     assert coordinator.stop() == 0
+
+
+def test_coordinator_replies_when_events_and_shared_state_are_denied(daemon: FakeDaemon, programs: list[Program],
+                                                                     tmp_path: Path) -> None:
+    daemon.denied = {"events.publish", "state.set"}
+    worker_env = {**base_env(), **daemon.add_agent("worker-0", "worker")}
+    coordinator_env = {**base_env(), **daemon.add_agent("coord-0", "coord")}
+    start(programs, tmp_path, "worker", [], worker_env)
+    coordinator = start(programs, tmp_path, "coordinator", [], coordinator_env)
+    sid = daemon.open_session("coord")
+    reply = daemon.message(sid, "one")["message"]
+    assert reply == {"coordinator": "coord-0", "via": reply["via"],
+                     "result": {"worker": "worker-0", "echo": "one", "handled": 1}}
+    assert daemon.message(sid, "two")["message"]["result"]["handled"] == 2
+    assert "plan/dispatched" not in daemon.shared
+    assert coordinator.stop() == 0
+    log = coordinator.log()
+    assert log.count("event plan.dispatched not published: events.publish: no CommunicationPolicy") == 2
+    assert log.count("counter plan/dispatched not updated: state.set: no CommunicationPolicy") == 2
+    assert "Traceback" not in log
 
 
 def test_coordinator_reports_a_pool_it_cannot_reach(daemon: FakeDaemon, programs: list[Program],

@@ -1,8 +1,12 @@
 """Example agent for the SDK: forwards each message to a session in another pool and
 replies ``{"coordinator": AGENT_ID, "via": TARGET_SESSION, "result": TARGET_REPLY}``.
-It opens one target session per session of its own, remembered in that session's
-state (so a move to another coordinator keeps the same target). Needs a clawctl
-daemon (``CLAWCTL_SOCKET``) and a CommunicationPolicy that lets it reach the pool.
+It opens one target session per session of its own, as a child of that session
+(closing it closes the target too), remembered in that session's state (so a move
+to another coordinator keeps the same target). After each forward it publishes the
+event ``plan.dispatched`` ({"session", "target_pool"}) and counts it in the shared
+state key ``plan/dispatched``; a daemon that refuses either (the CommunicationPolicy)
+costs one log line, never the reply. Needs a clawctl daemon (``CLAWCTL_SOCKET``) and a
+CommunicationPolicy that lets it reach the pool.
 
     python3 -m clawctl.agent.examples.coordinator [--target-pool POOL] [--timeout SECONDS]
 """
@@ -17,6 +21,16 @@ from typing import Any
 from clawctl.agent.examples._common import say
 from clawctl.agent.sdk import Agent, Session
 from clawctl.errors import ClawctlError, NotFound
+
+DISPATCHED_TOPIC = "plan.dispatched"
+"""The event published after each forwarded message."""
+
+DISPATCHED_KEY = "plan/dispatched"
+"""The shared-state counter of forwarded messages (all coordinators of the fleet)."""
+
+
+def _count(value: Any) -> int:
+    return (value if isinstance(value, int) and not isinstance(value, bool) else 0) + 1
 
 
 def build(agent: Agent, target_pool: str = "worker", timeout: float | None = None) -> Agent:
@@ -33,11 +47,22 @@ def build(agent: Agent, target_pool: str = "worker", timeout: float | None = Non
             if isinstance(remembered, str) and not renew:
                 known = remembered
             else:
-                known = agent.open_session(target_pool, key=session.id).id
+                known = agent.open_session(target_pool, key=session.id, parent=session.id).id
                 agent.set_state(session, {**state, "target": known})
         with lock:
             targets[session.id] = known
         return known
+
+    def dispatched(session: Session) -> None:
+        # Bookkeeping after the forward: a refusal (PolicyDenied) or an old daemon must not cost the reply.
+        try:
+            agent.publish(DISPATCHED_TOPIC, {"session": session.id, "target_pool": target_pool})
+        except ClawctlError as exc:
+            say("coordinator", f"event {DISPATCHED_TOPIC} not published: {exc.message}")
+        try:
+            agent.state_update(DISPATCHED_KEY, _count)
+        except ClawctlError as exc:
+            say("coordinator", f"counter {DISPATCHED_KEY} not updated: {exc.message}")
 
     @agent.on_open
     def opened(session: Session, state: dict[str, Any]) -> None:
@@ -54,6 +79,7 @@ def build(agent: Agent, target_pool: str = "worker", timeout: float | None = Non
         except NotFound:  # the target session is gone (closed, expired): open a new one once
             via = target_of(session, renew=True)
             result = agent.send(via, message, timeout=timeout)
+        dispatched(session)
         return {"coordinator": agent.agent_id, "via": via, "result": result}
 
     @agent.on_closing
