@@ -56,22 +56,25 @@ def resolve_fleet(snapshot: Snapshot, caller: Caller, fleet: str | None) -> str:
 
 
 class PolicyBook:
-    """The CommunicationPolicies of each fleet, read once per revision (on the database thread)."""
+    """The CommunicationPolicies of each fleet, read once per revision."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._cache: dict[tuple[str, int], tuple[CommunicationPolicy, ...]] = {}  # db thread only
+        self._cache: dict[tuple[str, int], tuple[CommunicationPolicy, ...]] = {}  # event loop thread only
 
     async def of(self, fleet: str, fleet_id: int, revision: int) -> tuple[CommunicationPolicy, ...]:
-        """The policies of ``fleet`` at ``revision``."""
-        def work(conn: Connection) -> tuple[CommunicationPolicy, ...]:
-            cached = self._cache.get((fleet, revision))
-            if cached is None:
-                cached = _load_policies(conn, fleet_id)
-                self._cache = {k: v for k, v in self._cache.items() if k[0] != fleet}
-                self._cache[(fleet, revision)] = cached
+        """The policies of ``fleet`` at ``revision`` (from memory after the first read)."""
+        cached = self._cache.get((fleet, revision))
+        if cached is not None:
             return cached
-        return await self.db.run(work)
+
+        def work(conn: Connection) -> tuple[CommunicationPolicy, ...]:
+            return _load_policies(conn, fleet_id)
+
+        loaded = await self.db.run(work)
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != fleet}
+        self._cache[(fleet, revision)] = loaded
+        return loaded
 
 
 def _load_policies(conn: Connection, fleet_id: int) -> tuple[CommunicationPolicy, ...]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -43,10 +45,15 @@ log = logging.getLogger("clawctl.daemon.messaging")
 Decide = Callable[[Sequence[CommunicationPolicy], str], AccessDecision]
 """A policy question about the caller's pool: (the fleet's policies, the pool) → decision."""
 
-MAX_DELIVERIES = 5
+MAX_DELIVERIES = int(os.environ.get("CLAWCTL_MAX_DELIVERIES", "5"))
 """Deliveries of a message without an acknowledgement before it becomes a dead letter."""
-MAX_UNACKED = 10_000
+ACK_TIMEOUT = float(os.environ.get("CLAWCTL_ACK_TIMEOUT", "30"))
+"""Seconds a delivered message may wait for its acknowledgement before it is delivered again."""
+MAX_UNACKED = int(os.environ.get("CLAWCTL_MAX_UNACKED", "10000"))
 """Messages waiting for one agent's acknowledgement; a send beyond is refused (rate-limited)."""
+RECENT_IDS = 100_000
+"""(sender, id) pairs remembered in memory, so a retried send is answered without a query."""
+TICK_SECONDS = 1.0
 OPERATOR = "operator"
 
 
@@ -57,6 +64,8 @@ class Pending:
     row: MessageRow
     attempts: int
     delivered_to: ProcessStamp | None = None
+    delivered_at: float = 0.0
+    """Monotonic time of the last delivery (for the acknowledgement timeout)."""
 
 
 @dataclass
@@ -105,6 +114,9 @@ class MessagingService:
         self._subscriptions: dict[int, tuple[Caller, set[str]]] = {}
         self._watches: dict[int, tuple[Caller, set[str]]] = {}
         self._balancers: dict[tuple[str, str], BalancerState] = {}
+        self._recent: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+        """(sender, client id) → (message id, recipient) of recent sends."""
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         def load(conn: Connection) -> tuple[int, list[MessageRow]]:
@@ -113,10 +125,25 @@ class MessagingService:
         self._seq, rows = await self.db.run(load)
         for row in rows:
             self._pending.setdefault(row.recipient, OrderedDict())[row.id] = Pending(row, row.attempts)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         if self._batch:
             await self._flush_now()
+
+    async def _tick_loop(self) -> None:
+        """Deliver again what waited longer than ACK_TIMEOUT for its acknowledgement."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            for queue in list(self._pending.values()):
+                for pending in list(queue.values()):
+                    if pending.delivered_to is not None and now - pending.delivered_at >= ACK_TIMEOUT:
+                        pending.delivered_to = None
+                        self._deliver(pending)
 
     # ---------------------------------------------------------------- dispatch
     async def handle(self, caller: Caller, peer: int, method: str, params: Mapping[str, Any]) -> Any:
@@ -164,11 +191,9 @@ class MessagingService:
         sender = caller.key or OPERATOR
         fleet_id = target_pool.fleet_id
         client_id: str | None = params.get("id")
-        if client_id is not None:
-            stored = await self.db.run(lambda conn: store.by_client_ids(conn, fleet_id, sender, [client_id]))
-            if client_id in stored:
-                row = stored[client_id]
-                return {"message_id": row.id, "recipient": _plain(row.recipient), "duplicate": True}
+        if client_id is not None and (sender, client_id) in self._recent:
+            message_id, known = self._recent[(sender, client_id)]
+            return {"message_id": message_id, "recipient": _plain(known), "duplicate": True}
         recipient = f"{fleet}/{name}" if kind == "agent" else self._place(target_pool)
         queue = self._pending.get(recipient)
         if queue is not None and len(queue) >= MAX_UNACKED:
@@ -187,6 +212,10 @@ class MessagingService:
                 return {"message_id": stored[client_id].id, "recipient": _plain(stored[client_id].recipient),
                         "duplicate": True}
             raise
+        if client_id is not None:
+            self._recent[(sender, client_id)] = (row.id, recipient)
+            if len(self._recent) > RECENT_IDS:
+                self._recent.popitem(last=False)
         pending = Pending(row, 0)
         self._pending.setdefault(recipient, OrderedDict())[row.id] = pending
         self._deliver(pending)
@@ -241,6 +270,7 @@ class MessagingService:
         if self.push(pending.row.recipient, event):
             pending.attempts += 1
             pending.delivered_to = view.process
+            pending.delivered_at = time.monotonic()
             self._queue(delivered=[(pending.row.id, pending.attempts, _utc(self.clock()))])
 
     async def _ack(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:

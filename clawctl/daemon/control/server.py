@@ -51,10 +51,13 @@ MAX_INFLIGHT = 256
 MAX_WRITE_BUFFER = 16 * 1024 * 1024
 """Bytes queued for a peer that does not read; beyond this the connection is closed."""
 MAX_CONNECTIONS = 4096
-AGENT_RATE = 5000.0
+AGENT_RATE = float(os.environ.get("CLAWCTL_AGENT_RATE", "5000"))
 """Requests per second one agent may make on average (all its connections together)…"""
-AGENT_BURST = 10_000.0
+AGENT_BURST = float(os.environ.get("CLAWCTL_AGENT_BURST", "10000"))
 """…in bursts of up to this many; beyond, requests are refused as rate-limited."""
+UNMETERED = frozenset({"heartbeat", "sessions.reply", "messages.ack"})
+"""Answers to what the daemon sent (and the sign of life): refusing them would stall the sender or
+make a busy agent look hung; they are bounded by what was sent, and cost no registry query."""
 RATE_AUDIT_SECONDS = 10.0
 """At most one audit row per agent per this many seconds for refused requests (with their count)."""
 READ_CHUNK = 256 * 1024
@@ -307,7 +310,7 @@ class ControlServer:
         if request.method == "hello" or peer.caller is None:
             await self._answer(peer, request)  # in order: nothing else may run before hello is judged
             return
-        if peer.caller.key is not None and not self._allow(peer.caller):
+        if peer.caller.key is not None and request.method not in UNMETERED and not self._allow(peer.caller):
             peer.send(error_response(request.id, RateLimited(
                 f"agent {peer.caller.agent.agent_id if peer.caller.agent else '?'} makes more than "
                 f"{AGENT_RATE:g} requests per second", hint="slow down; retry later")).to_json())
