@@ -63,15 +63,17 @@ def _row(r: Any) -> MessageRow:
                       r["created_at"], r["delivered_at"], r["acked_at"])
 
 
+_IS_PENDING = sa.or_(*(_m.state == sa.literal_column(f"'{state}'") for state in PENDING))
+"""Pending, written without bound parameters: statements run with executemany cannot expand an IN list."""
 _INSERT = sa.insert(messages)
-_DELIVERED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+_DELIVERED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _IS_PENDING)
               .values(state=MessageState.DELIVERED.value, attempts=sa.bindparam("m_attempts"),
                       delivered_at=sa.bindparam("m_at")))
-_ACKED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+_ACKED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _IS_PENDING)
           .values(state=MessageState.ACKED.value, acked_at=sa.bindparam("m_at")))
-_DEAD = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+_DEAD = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _IS_PENDING)
          .values(state=MessageState.DEAD.value))
-_MOVED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _m.state.in_(PENDING))
+_MOVED = (sa.update(messages).where(_m.id == sa.bindparam("m_id"), _IS_PENDING)
           .values(recipient=sa.bindparam("m_recipient")))
 
 
