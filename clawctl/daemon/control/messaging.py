@@ -271,7 +271,8 @@ class MessagingService:
             pending.attempts += 1
             pending.delivered_to = view.process
             pending.delivered_at = time.monotonic()
-            self._queue(delivered=[(pending.row.id, pending.attempts, _utc(self.clock()))])
+            if pending.attempts > 1:  # a first delivery is the rule: only redeliveries are worth a write
+                self._queue(delivered=[(pending.row.id, pending.attempts, _utc(self.clock()))])
 
     async def _ack(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
         assert caller.key is not None
@@ -304,9 +305,18 @@ class MessagingService:
         rows = await self.db.run(lambda conn: store.listing(conn, state=state, recipient=recipient,
                                                             fleet_id=fleet_id, limit=limit))
         names = {fid: name for name, fid in self.directory.snapshot.fleets().items()}
+        live = {m.row.id: m for queue in self._pending.values() for m in queue.values()}
+
+        def now_state(r: MessageRow) -> tuple[str, int]:
+            # Only redeliveries are written; a pending message's deliveries so far are in memory.
+            m = live.get(r.id)
+            if m is None:
+                return r.state.value, r.attempts
+            return (MessageState.DELIVERED.value if m.attempts else MessageState.QUEUED.value), m.attempts
+
         return {"messages": [{
             "id": r.id, "fleet": names.get(r.fleet_id, str(r.fleet_id)), "from": _plain(r.sender), "to": r.target,
-            "recipient": _plain(r.recipient), "state": r.state.value, "attempts": r.attempts,
+            "recipient": _plain(r.recipient), "state": now_state(r)[0], "attempts": now_state(r)[1],
             "created_at": _iso(r.created_at), "delivered_at": _iso(r.delivered_at), "acked_at": _iso(r.acked_at),
             "payload": r.payload} for r in rows]}
 

@@ -1,0 +1,161 @@
+"""Durable agent → agent messages through a real daemon: messages per second and latency.
+
+    python benchmarks/messaging_bench.py [--senders 2] [--receivers 2] [--count 4000] [--threads 8]
+
+One private CLAWCTL_HOME, a pool ``send`` of ``--senders`` agents and a pool ``recv`` of
+``--receivers`` agents (``benchmarks/agents/msgbench.py``, on the agent SDK), and a
+CommunicationPolicy letting ``send`` message ``recv``. Each sender sends ``--count``
+messages to ``pool/recv`` from ``--threads`` threads. A message counts once the
+receiver's handler ran (the SDK acknowledges it right after; the daemon stored it before
+answering the sender). Reported:
+
+- messages per second, from the first send to the last message handled (target ≥ 5,000/s);
+- latency of each message from its send to the receiver's handler, p50 / p99 / max
+  (target p99 under 5 ms), and of the send alone (until the daemon stored it).
+
+Then the same with one sender thread (no concurrency): the latency of a lone message.
+Everything it started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import ProcessLedger  # noqa: E402
+from supervise_bench import Clawctl  # noqa: E402
+
+from clawctl.protocol.connection import Connection  # noqa: E402
+
+AGENT = str(Path(__file__).resolve().parent / "agents" / "msgbench.py")
+
+FLEET = """\
+apiVersion: clawctl/v1
+kind: Fleet
+metadata: {{name: {fleet}}}
+---
+apiVersion: clawctl/v1
+kind: AgentPool
+metadata: {{name: send}}
+spec:
+  replicas: {senders}
+  command: [{argv}]
+  isolation: {{level: shared}}
+  health: {{readiness: notify}}
+---
+apiVersion: clawctl/v1
+kind: AgentPool
+metadata: {{name: recv}}
+spec:
+  replicas: {receivers}
+  command: [{argv}]
+  isolation: {{level: shared}}
+  loadBalancing: {{strategy: round-robin}}
+  health: {{readiness: notify}}
+---
+apiVersion: clawctl/v1
+kind: CommunicationPolicy
+metadata: {{name: bench}}
+spec:
+  rules:
+    - from: send
+      messages: [recv]
+"""
+
+
+class MessagingFleet(Clawctl):
+    receivers = 2
+
+    def write_fleet(self, replicas: int, argv: tuple[str, ...], notify: bool) -> Path:
+        path = self.home.parent / f"{self.fleet}.yaml"
+        path.write_text(FLEET.format(fleet=self.fleet, senders=replicas, receivers=self.receivers,
+                                     argv=", ".join(json.dumps(a) for a in argv)))
+        return path
+
+
+def command(conn: Connection, session: str, **message: Any) -> Any:
+    return conn.call("sessions.send", {"session": session, "message": message, "timeout": 600}, timeout=620)["reply"]
+
+
+def run_round(conn: Connection, senders: list[str], receivers: list[str], count: int, threads: int) -> dict[str, Any]:
+    for session in receivers:
+        command(conn, session, do="reset")
+    results: list[Any] = [None] * len(senders)
+    start = time.perf_counter()
+
+    def blast(i: int) -> None:
+        results[i] = command(conn, senders[i], do="blast", to="pool/recv", count=count, threads=threads)
+
+    workers = [threading.Thread(target=blast, args=(i,)) for i in range(len(senders))]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    total = count * len(senders)
+    while True:
+        stats = [command(conn, s, do="stats") for s in receivers]
+        if sum(s["received"] for s in stats) >= total:
+            break
+        if time.perf_counter() - start > 600:
+            raise SystemExit(f"only {sum(s['received'] for s in stats)} of {total} messages arrived")
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - start
+    return {"total": total, "seconds": elapsed, "senders": results, "receivers": stats}
+
+
+def report(title: str, result: dict[str, Any]) -> None:
+    lat = [r["latency_ms"] for r in result["receivers"]]
+    store = [s["store_ms"] for s in result["senders"]]
+    p99 = max(x[1] for x in lat)
+    print(f"{title}: {result['total']:,} messages in {result['seconds']:.2f}s = "
+          f"{result['total'] / result['seconds']:,.0f}/s")
+    print(f"  send → handled: p50 {max(x[0] for x in lat):.2f} ms, p99 {p99:.2f} ms, max {max(x[2] for x in lat):.2f} ms"
+          f" (worst receiver); send → stored: p50 {max(x[0] for x in store):.2f} ms, "
+          f"p99 {max(x[1] for x in store):.2f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--senders", type=int, default=2)
+    parser.add_argument("--receivers", type=int, default=2)
+    parser.add_argument("--count", type=int, default=4000, help="messages per sender")
+    parser.add_argument("--threads", type=int, default=8, help="sending threads per sender")
+    parser.add_argument("--single", type=int, default=1000, help="messages for the one-thread latency round")
+    args = parser.parse_args()
+
+    ledger = ProcessLedger()
+    with tempfile.TemporaryDirectory(prefix="clawctl-messaging-bench-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        fleet = MessagingFleet(home, "bench", ledger)
+        fleet.receivers = args.receivers
+        try:
+            fleet.apply(args.senders, argv=(sys.executable, AGENT), notify=True)
+            fleet.agents()
+            conn = Connection.connect(home / "control.sock")
+            conn.hello(client="messaging-bench")
+            senders = [conn.call("sessions.open", {"pool": "send"})["id"] for _ in range(args.senders)]
+            receivers = [conn.call("sessions.open", {"pool": "recv"})["id"] for _ in range(args.receivers)]
+            run_round(conn, senders, receivers, 200, 2)  # warm-up
+            report(f"{args.senders} senders × {args.threads} threads → {args.receivers} receivers",
+                   run_round(conn, senders, receivers, args.count, args.threads))
+            report("one sender, one thread", run_round(conn, senders[:1], receivers, args.single, 1))
+            conn.close()
+        finally:
+            survivors = fleet.teardown()
+            if survivors:
+                print(f"killed {len(survivors)} leftover processes", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
