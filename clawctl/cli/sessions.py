@@ -110,10 +110,15 @@ def show_command(
               ("opened", _short_time(data["created_at"])), ("last activity", _short_time(data["last_activity_at"]))]
     if data["closed_at"]:
         fields.append(("closed", f"{_short_time(data['closed_at'])} ({data['close_reason']})"))
+    if data.get("parent_id"):
+        fields.append(("parent", data["parent_id"]))
     fields.append(("messages", str(data["history_len"])))
     fields.append(("state data", json.dumps(data["data"], ensure_ascii=False)))
     width = max(len(name) for name, _ in fields)
     sys.stdout.write("".join(f"{name + ':':<{width + 2}}{value}\n" for name, value in fields))
+    if data.get("children"):
+        sys.stdout.write("\n" + format_table(["CHILD", "POOL", "AGENT", "STATE"], [
+            [c["id"], c["pool"], c["agent_id"] or "-", c["state"]] for c in data["children"]]))
     if data["history"]:
         rows = [[str(h["seq"]), _short_time(h["at"]), h["role"],
                  h["content"] if isinstance(h["content"], str) else json.dumps(h["content"], ensure_ascii=False)]

@@ -155,5 +155,8 @@ def test_child_sessions_close_with_their_parent(fleet: Fleet) -> None:
     child = _send(fleet, parent["id"], {"do": "open_child", "pool": "beta", "parent": parent["id"]})
     assert _json(fleet, "sessions", "show", child)["parent_id"] == parent["id"]
     assert [c["id"] for c in _json(fleet, "sessions", "show", parent["id"])["children"]] == [child]
+    table = fleet.cli("sessions", "show", parent["id"]).out
+    assert "CHILD" in table and child in table
+    assert "parent:" in fleet.cli("sessions", "show", child).out
     assert fleet.cli("sessions", "close", parent["id"], "--now").code == 0
     assert _json(fleet, "sessions", "show", child)["state"] == "Closed"
