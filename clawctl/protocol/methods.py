@@ -97,6 +97,9 @@ class EventSpec:
 ID_LENGTH = 128
 """Longest agent, pool, fleet, session or message id accepted in params."""
 
+MAX_BATCH = 1000
+"""Most messages in one ``messages.send_batch`` and ids in one ``messages.ack``."""
+
 TARGET_LENGTH = 200
 """Longest ``to`` of a message ('agent/ID' or 'pool/NAME')."""
 
@@ -162,8 +165,13 @@ _TABLE: tuple[MethodSpec, ...] = (
             id=Param(Kind.STR, required=False, max_length=ID_LENGTH,
                      doc="the sender's id for this message: a retry with the same id is stored once"),
             fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="operator: default the only fleet")),
-    _method("messages.ack", Callers.AGENT, "Acknowledge a message delivered to this agent (it is not redelivered).",
-            message_id=Param(Kind.STR, max_length=ID_LENGTH)),
+    _method("messages.send_batch", Callers.BOTH, "Send up to 1000 durable messages at once; each is answered on "
+                                                 "its own, all once stored.",
+            messages=Param(Kind.ANY, doc="a list of {to, payload, id?} objects (1..1000)"),
+            fleet=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="operator: default the only fleet")),
+    _method("messages.ack", Callers.AGENT, "Acknowledge messages delivered to this agent (they are not redelivered).",
+            message_id=Param(Kind.STR, required=False, max_length=ID_LENGTH),
+            message_ids=Param(Kind.ANY, required=False, doc="instead of message_id: a list of up to 1000 ids")),
     _method("messages.list", Callers.OPERATOR, "Messages, newest first (e.g. the dead letters).",
             state=Param(Kind.STR, required=False, max_length=32, doc="queued, delivered, acked or dead"),
             agent=Param(Kind.STR, required=False, max_length=ID_LENGTH, doc="recipient agent id"),

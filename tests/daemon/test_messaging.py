@@ -160,3 +160,22 @@ def test_child_sessions_close_with_their_parent(fleet: Fleet) -> None:
     assert "parent:" in fleet.cli("sessions", "show", child).out
     assert fleet.cli("sessions", "close", parent["id"], "--now").code == 0
     assert _json(fleet, "sessions", "show", child)["state"] == "Closed"
+
+
+def test_a_batch_is_answered_message_by_message(fleet: Fleet) -> None:
+    _fleet(fleet)
+    agents = Agents(fleet)
+    result = agents.do("alpha", do="send_batch", items=[
+        {"to": "agent/beta-0", "payload": {"n": 1}, "id": "b1"},
+        {"to": "agent/gamma-0", "payload": {"n": 2}},         # no rule alpha → gamma
+        {"to": "agent/beta-9", "payload": {"n": 3}},          # no such agent
+        {"to": "pool/beta", "payload": {"n": 4}},
+        {"to": "agent/beta-0", "payload": {"n": 1}, "id": "b1"},  # a retry of the first
+    ])["results"]
+    assert [r.get("error", {}).get("code") for r in result] == [None, "forbidden", "not-found", None, None]
+    assert result[4] == {**result[0], "duplicate": True}
+    seen = fleet.wait_for(lambda: len(s := agents.do("beta", do="seen")["messages"]) == 2 and s,
+                          what="both stored messages to arrive")
+    assert sorted(m["payload"]["n"] for m in seen) == [1, 4]
+    bad = agents.do("alpha", do="send_batch", items=[{"to": "agent/beta-0"}])
+    assert bad.get("class") == "ProtocolError"

@@ -36,6 +36,7 @@ ISSUE_5_METHODS = {
 
 ISSUE_6_METHODS = {
     "messages.send": Callers.BOTH,
+    "messages.send_batch": Callers.BOTH,
     "messages.ack": Callers.AGENT,
     "messages.list": Callers.OPERATOR,
     "events.publish": Callers.BOTH,

@@ -30,12 +30,13 @@ from clawctl.config.model import CommunicationPolicy
 from clawctl.daemon.control.caller import Caller, PolicyBook, resolve_fleet
 from clawctl.daemon.control.db import Database
 from clawctl.daemon.control.directory import Directory, PoolView
-from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, RateLimited, UsageError
+from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, ProtocolError, RateLimited, UsageError
 from clawctl.policies import access
 from clawctl.policies.access import AccessDecision
 from clawctl.policies.balancing import BalancerState, Candidate, place
 from clawctl.protocol.auth import ProcessStamp
-from clawctl.protocol.messages import Event
+from clawctl.protocol.messages import Event, to_wire
+from clawctl.protocol.methods import ID_LENGTH, MAX_BATCH, TARGET_LENGTH
 from clawctl.registry import audit
 from clawctl.registry import messaging as store
 from clawctl.registry.messaging import MessageRow, MessageState
@@ -177,10 +178,59 @@ class MessagingService:
 
     # ---------------------------------------------------------------- messages
     async def _send(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        fleet = self._sender_fleet(caller, params)
+        [outcome] = await self._send_many(caller, fleet, [params])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def _send_batch(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
+        items = params["messages"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise ProtocolError(f"messages.send_batch: 'messages' must be a list of 1 to {MAX_BATCH} messages")
+        for index, item in enumerate(items):
+            _check_item(index, item)
+        fleet = self._sender_fleet(caller, params)
+        outcomes = await self._send_many(caller, fleet, items)
+        return {"results": [{"error": to_wire(o).to_json()} if isinstance(o, BaseException) else o for o in outcomes]}
+
+    def _sender_fleet(self, caller: Caller, params: Mapping[str, Any]) -> str:
         fleet = resolve_fleet(self.directory.snapshot, caller, params.get("fleet"))
-        if caller.agent is not None and params.get("fleet") not in (None, caller.agent.fleet):
+        if caller.agent is not None and fleet != caller.agent.fleet:
             raise PolicyDenied("an agent may send messages only within its own fleet")
-        target: str = params["to"]
+        return fleet
+
+    async def _send_many(self, caller: Caller, fleet: str,
+                         items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | ClawctlError]:
+        """Check, store (in one flush) and deliver ``items``; an outcome per item, in order."""
+        outcomes: list[dict[str, Any] | ClawctlError | None] = [None] * len(items)
+        fresh: list[tuple[int, MessageRow, asyncio.Future[None]]] = []
+        for index, item in enumerate(items):
+            try:
+                prepared = await self._prepare(caller, fleet, item)
+            except ClawctlError as exc:
+                outcomes[index] = exc
+                continue
+            if isinstance(prepared, dict):
+                outcomes[index] = prepared
+            else:
+                fresh.append((index, prepared, self._enqueue(prepared)))
+        self._kick()
+        stored = await asyncio.gather(*(waiter for _, _, waiter in fresh), return_exceptions=True)
+        for (index, row, _), result in zip(fresh, stored):
+            if isinstance(result, Conflict):  # the same client id raced in: answer as for a retry
+                outcomes[index] = await self._already_stored(row) or result
+            elif isinstance(result, ClawctlError):
+                outcomes[index] = result
+            elif isinstance(result, BaseException):
+                outcomes[index] = ClawctlError("the message could not be stored", hint="see the daemon log")
+            else:
+                outcomes[index] = self._accepted(row)
+        return [o if o is not None else ClawctlError("not sent") for o in outcomes]
+
+    async def _prepare(self, caller: Caller, fleet: str, item: Mapping[str, Any]) -> MessageRow | dict[str, Any]:
+        """The row to store for ``item``, or the answer of an earlier send with the same id."""
+        target: str = item["to"]
         kind, _, name = target.partition("/")
         if kind not in ("agent", "pool") or not name:
             raise UsageError(f"message target {target!r} is not agent/ID or pool/NAME",
@@ -189,8 +239,7 @@ class MessagingService:
         await self._check(caller, fleet, lambda p, pool: access.may_message(p, pool, target_pool.model.name),
                           "messages.send", target, "message")
         sender = caller.key or OPERATOR
-        fleet_id = target_pool.fleet_id
-        client_id: str | None = params.get("id")
+        client_id: str | None = item.get("id")
         if client_id is not None and (sender, client_id) in self._recent:
             message_id, known = self._recent[(sender, client_id)]
             return {"message_id": message_id, "recipient": _plain(known), "duplicate": True}
@@ -202,24 +251,27 @@ class MessagingService:
             await self._audit(caller, "messages.send", target, "denied", {"message": error.message})
             raise error
         self._seq += 1
-        row = MessageRow(uuid.uuid4().hex, fleet_id, sender, target, recipient, params["payload"],
-                         MessageState.QUEUED, self._seq, 0, client_id, _utc(self.clock()))
-        try:
-            await self._store(row)
-        except Conflict:  # the same client id raced in: answer as for a retry
-            stored = await self.db.run(lambda conn: store.by_client_ids(conn, fleet_id, sender, [client_id or ""]))
-            if client_id in stored:
-                return {"message_id": stored[client_id].id, "recipient": _plain(stored[client_id].recipient),
-                        "duplicate": True}
-            raise
-        if client_id is not None:
-            self._recent[(sender, client_id)] = (row.id, recipient)
+        return MessageRow(uuid.uuid4().hex, target_pool.fleet_id, sender, target, recipient, item["payload"],
+                          MessageState.QUEUED, self._seq, 0, client_id, _utc(self.clock()))
+
+    async def _already_stored(self, row: MessageRow) -> dict[str, Any] | None:
+        client_id = row.client_id or ""
+        stored = await self.db.run(lambda conn: store.by_client_ids(conn, row.fleet_id, row.sender, [client_id]))
+        found = stored.get(client_id)
+        if found is None:
+            return None
+        return {"message_id": found.id, "recipient": _plain(found.recipient), "duplicate": True}
+
+    def _accepted(self, row: MessageRow) -> dict[str, Any]:
+        """A stored message: remember its sender's id, then deliver it."""
+        if row.client_id is not None:
+            self._recent[(row.sender, row.client_id)] = (row.id, row.recipient)
             if len(self._recent) > RECENT_IDS:
                 self._recent.popitem(last=False)
         pending = Pending(row, 0)
-        self._pending.setdefault(recipient, OrderedDict())[row.id] = pending
+        self._pending.setdefault(row.recipient, OrderedDict())[row.id] = pending
         self._deliver(pending)
-        return {"message_id": row.id, "recipient": _plain(recipient), "duplicate": False}
+        return {"message_id": row.id, "recipient": _plain(row.recipient), "duplicate": False}
 
     def _target_pool(self, fleet: str, kind: str, name: str) -> PoolView:
         snapshot = self.directory.snapshot
@@ -276,14 +328,20 @@ class MessagingService:
 
     async def _ack(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
         assert caller.key is not None
-        message_id: str = params["message_id"]
-        queue = self._pending.get(caller.key)
-        if queue is None or message_id not in queue:
-            if any(message_id in q for q in self._pending.values()):
-                raise PolicyDenied(f"message {message_id} was not delivered to {caller.describe}")
-            return {"ok": True}  # acked before (or dead): acking again is harmless
-        del queue[message_id]
-        self._queue(acked=[(message_id, _utc(self.clock()))])  # behind the answer: a lost ack means a redelivery
+        ids = _ack_ids(params)
+        queue = self._pending.get(caller.key, OrderedDict())
+        now = _utc(self.clock())
+        acked: list[tuple[str, datetime]] = []
+        foreign: list[str] = []
+        for message_id in ids:
+            if queue.pop(message_id, None) is not None:
+                acked.append((message_id, now))
+            elif any(message_id in q for q in self._pending.values()):
+                foreign.append(message_id)
+            # else: acked before (or dead): acking again is harmless
+        self._queue(acked=acked)  # behind the answer: a lost ack means a redelivery
+        if foreign:
+            raise PolicyDenied(f"message {foreign[0]} was not delivered to {caller.describe}")
         return {"ok": True}
 
     async def _list(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
@@ -326,12 +384,12 @@ class MessagingService:
             getattr(self._batch, name).extend(values)
         self._kick()
 
-    async def _store(self, row: MessageRow) -> None:
-        """Store ``row`` with the next flush; returns once it is committed."""
+    def _enqueue(self, row: MessageRow) -> asyncio.Future[None]:
+        """Store ``row`` with the next flush (call ``_kick`` after queueing); the future is done once
+        it is committed."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._batch.inserts.append((row, waiter))
-        self._kick()
-        await waiter
+        return waiter
 
     def _kick(self) -> None:
         if self._flushing or not self._batch:
@@ -485,6 +543,7 @@ class MessagingService:
 
     _handlers: dict[str, Callable[..., Any]] = {
         "messages.send": _send,
+        "messages.send_batch": _send_batch,
         "messages.ack": _ack,
         "messages.list": _list,
         "events.publish": _publish,
@@ -494,6 +553,33 @@ class MessagingService:
         "state.set": _state_set,
         "state.watch": _watch,
     }
+
+
+def _check_item(index: int, item: object) -> None:
+    """One message of a batch must look like the params of ``messages.send`` (without fleet)."""
+    where = f"messages.send_batch: message {index}"
+    if not isinstance(item, dict):
+        raise ProtocolError(f"{where} must be an object with 'to' and 'payload'")
+    unknown = sorted(set(item) - {"to", "payload", "id"})
+    if unknown:
+        raise ProtocolError(f"{where} has unknown field {', '.join(repr(k) for k in unknown)}")
+    if not isinstance(item.get("to"), str) or len(item["to"]) > TARGET_LENGTH or "payload" not in item:
+        raise ProtocolError(f"{where} needs 'to' (agent/ID or pool/NAME) and 'payload'")
+    if "id" in item and (not isinstance(item["id"], str) or len(item["id"]) > ID_LENGTH):
+        raise ProtocolError(f"{where}: 'id' must be a string of at most {ID_LENGTH} characters")
+
+
+def _ack_ids(params: Mapping[str, Any]) -> list[str]:
+    has_one, has_many = "message_id" in params, "message_ids" in params
+    if has_one == has_many:
+        raise ProtocolError("messages.ack: give exactly one of 'message_id' and 'message_ids'")
+    if has_one:
+        return [params["message_id"]]
+    ids = params["message_ids"]
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BATCH or \
+            not all(isinstance(i, str) and len(i) <= ID_LENGTH for i in ids):
+        raise ProtocolError(f"messages.ack: 'message_ids' must be a list of 1 to {MAX_BATCH} message ids")
+    return list(ids)
 
 
 def _write(conn: Connection, batch: _Batch) -> set[str]:

@@ -83,6 +83,8 @@ class Peer:
         self.caller: Caller | None = None
         self.inflight = 0
         self.closed = False
+        self._out: list[bytes] = []
+        self._queued = 0
 
     @property
     def describe(self) -> str:
@@ -105,16 +107,27 @@ class Peer:
         if transport.is_closing():
             self.closed = True
             return False
-        if transport.get_write_buffer_size() + len(frame) > MAX_WRITE_BUFFER:
+        if transport.get_write_buffer_size() + self._queued + len(frame) > MAX_WRITE_BUFFER:
             log.warning("%s does not read its answers; closing its connection", self.describe)
             self.close()
             return False
-        self.writer.write(frame)
+        if not self._out:
+            # Frames queued during one turn of the event loop leave in one write (one system call).
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(frame)
+        self._queued += len(frame)
         return True
+
+    def _flush(self) -> None:
+        if self._out and not self.writer.transport.is_closing():
+            self.writer.write(b"".join(self._out))
+        self._out.clear()
+        self._queued = 0
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self._flush()
             self.writer.close()
 
 

@@ -7,6 +7,7 @@ Session messages are commands (the reply is the result, or {"error", "class"}):
 - ``{"do": "subscribe", "pattern": P}`` / ``{"do": "watch", "pattern": P}`` → "ok"
 - ``{"do": "state_get", "key": K}`` → [value, version]
 - ``{"do": "state_set", "key": K, "value": V, "expected_version": N}`` → new version
+- ``{"do": "send_batch", "items": [...]}`` → the raw ``messages.send_batch`` result
 - ``{"do": "send_many", "to": T, "count": N}`` → ids of N messages with payloads {"n": 0..N-1}
 - ``{"do": "open_child", "pool": P, "parent": S}`` → the child session's id
 - ``{"do": "flood", "count": N}`` → how many of N pipelined requests were refused as rate-limited
@@ -97,6 +98,8 @@ def main() -> int:
         try:
             if do == "send":
                 return agent.send_message(message["to"], message.get("payload"))
+            if do == "send_batch":
+                return agent.call("messages.send_batch", {"messages": message["items"]})
             if do == "send_many":
                 return [agent.send_message(message["to"], {"n": n}) for n in range(int(message["count"]))]
             if do == "open_child":
