@@ -157,7 +157,9 @@ class SessionService:
         assert caller.agent is not None
         key = caller.agent.key
         self._connected[key] = self._connected.get(key, 0) + 1
-        self._processes.setdefault(key, caller.agent.process)
+        # This process now holds the key's sessions (announced below): a snapshot processed after
+        # this hello must not take it for lost and drop its connection count.
+        self._processes[key] = caller.agent.process
         self._displaced.discard(key)
         for pending in self._pending.values():
             if pending.agent_key == key:
