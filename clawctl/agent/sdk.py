@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -50,14 +50,15 @@ from typing import Any, TypeVar
 
 from clawctl import __version__
 from clawctl.agent import notify_ready
-from clawctl.errors import ClawctlError, Conflict, DaemonUnavailable
+from clawctl.errors import ClawctlError, Conflict, DaemonUnavailable, ProtocolError
 from clawctl.protocol.connection import Connection, ConnectionClosed
-from clawctl.protocol.framing import FrameError
-from clawctl.protocol.messages import Event
+from clawctl.protocol.framing import FrameError, FrameFault
+from clawctl.protocol.messages import Event, from_wire, parse_wire_error
+from clawctl.protocol.methods import MAX_BATCH
 
 __all__ = ["Agent", "Session", "Message", "PublishedEvent", "StateChange", "OpenHandler", "MessageHandler",
            "ClosingHandler", "DirectMessageHandler", "EventHandler", "ChangeHandler", "CLIENT", "ENV_VARS",
-           "ACKED_FILE", "DEFAULT_ACKED_LIMIT", "glob_match"]
+           "ACKED_FILE", "DEFAULT_ACKED_LIMIT", "MAX_BATCH", "OutgoingMessage", "glob_match"]
 
 log = logging.getLogger("clawctl.agent")
 
@@ -94,7 +95,14 @@ So is ``messages.send`` with an ``id`` (the daemon stores it once). ``sessions.o
 
 
 def _retry_safe(method: str, params: Mapping[str, Any] | None) -> bool:
-    return method in _RETRY_SAFE or (method == "messages.send" and params is not None and "id" in params)
+    if method in _RETRY_SAFE:
+        return True
+    if method == "messages.send":
+        return params is not None and "id" in params
+    if method == "messages.send_batch" and params is not None:  # every message has an id: stored once each
+        batch = params.get("messages")
+        return isinstance(batch, list) and all(isinstance(m, Mapping) and "id" in m for m in batch)
+    return False
 
 
 def glob_match(pattern: str, text: str) -> bool:
@@ -176,6 +184,8 @@ class StateChange:
 
 
 SessionRef = Session | str
+OutgoingMessage = tuple[str, Any] | Mapping[str, Any]
+"""An item of ``send_messages``: ``(to, payload)`` or ``{"to": ..., "payload": ..., "id"?: ...}``."""
 OpenHandler = Callable[[Session, dict[str, Any]], None]
 """``on_open(session, state)``: a session was placed on this agent; ``state`` is what it carried over."""
 MessageHandler = Callable[[Session, Any], Any]
@@ -214,14 +224,17 @@ _Key = tuple[str, str]
 
 class _AckedIds:
     """The (sender, message id) pairs this agent acknowledged: the newest ``limit`` in memory, and
-    in the file ``path``, one JSON line each, appended and fsynced by ``add`` (before the SDK sends
-    the ack). When the file reaches ``2 * limit`` lines it is rewritten with the newest ``limit``
-    (temporary file, fsync, rename), so it stays bounded. Thread-safe."""
+    in the file ``path``, one JSON line each, appended and fsynced by ``add_many`` (before the SDK
+    sends the ack): one write and one fsync for all the keys of a call. When the file reaches
+    ``2 * limit`` lines it is rewritten with the newest ``limit`` (temporary file, fsync, rename), so
+    it stays bounded. Thread-safe: ``_lock`` guards the memory (held briefly, never during I/O),
+    ``_io`` the file (held during writes and fsyncs)."""
 
     def __init__(self, path: Path, limit: int) -> None:
         self.path = path
         self.limit = limit
         self._lock = threading.Lock()
+        self._io = threading.Lock()  # taken before _lock when both are needed
         self._ids: set[tuple[str, str]] = set()
         self._order: deque[tuple[str, str]] = deque()  # the same keys, oldest first
         self._lines = 0  # lines in the file
@@ -232,7 +245,7 @@ class _AckedIds:
     def load(self) -> None:
         """Read the file once (an agent restarting in the same directory). A missing file is empty; an
         unreadable one is logged and ignored; a last line cut short by a crash is dropped."""
-        with self._lock:
+        with self._io:
             if self._loaded:
                 return
             self._loaded = True
@@ -252,10 +265,11 @@ class _AckedIds:
                 log.warning("clawctl agent: cannot read %s (%s); messages acknowledged before this start "
                             "may be handled again", self.path, exc.strerror or exc)
                 return
-            for line in newest:
-                key = self._parse(line)
-                if key is not None:
-                    self._remember(key)
+            with self._lock:
+                for line in newest:
+                    key = self._parse(line)
+                    if key is not None:
+                        self._remember(key)
             if torn or self._lines > self.limit:
                 self._torn = torn
                 self._compact_quietly()
@@ -287,22 +301,35 @@ class _AckedIds:
             return len(self._ids)
 
     def add(self, key: tuple[str, str]) -> None:
-        """Remember ``key`` and append it to the file, fsynced, before returning. A write that fails
-        is logged: the key is still remembered by this process."""
-        key = (sys.intern(key[0]), key[1])
-        with self._lock:
-            if key in self._ids:
-                return
+        """``add_many([key])``."""
+        self.add_many([key])
+
+    def add_many(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Remember ``keys`` and append the new ones to the file with one write and one fsync, before
+        returning; returns how many were new. A write that fails is logged: the keys are still
+        remembered by this process."""
+        with self._io:
+            with self._lock:
+                fresh: list[tuple[str, str]] = []
+                for sender, ident in keys:
+                    key = (sys.intern(sender), ident)
+                    if key not in self._ids:
+                        self._remember(key)
+                        fresh.append(key)
+            if not fresh:
+                return 0
             try:
-                self._append(json.dumps(list(key)).encode() + b"\n")
-                self._lines += 1
+                self._append(b"".join(json.dumps(list(key)).encode() + b"\n" for key in fresh))
+                self._lines += len(fresh)
             except OSError as exc:
                 self._torn = True
-                log.error("clawctl agent: cannot record acknowledged message %s in %s (%s); after a restart "
-                          "it may be handled again", key[1], self.path, exc.strerror or exc)
-            self._remember(key)
+                log.error("clawctl agent: cannot record %s in %s (%s); after a restart %s may be handled again",
+                          f"acknowledged message {fresh[0][1]}" if len(fresh) == 1
+                          else f"{len(fresh)} acknowledged messages", self.path, exc.strerror or exc,
+                          "it" if len(fresh) == 1 else "they")
             if self._lines >= 2 * self.limit:
                 self._compact_quietly()
+            return len(fresh)
 
     def _compact_quietly(self) -> None:
         try:
@@ -325,11 +352,13 @@ class _AckedIds:
         os.fsync(self._fd)
 
     def _compact(self) -> None:
-        # With self._lock held: the newest ``limit`` keys replace the file atomically.
+        # With self._io held: the newest ``limit`` keys replace the file atomically.
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            data = b"".join(json.dumps(list(key)).encode() + b"\n" for key in self._order)
+            with self._lock:
+                newest = list(self._order)
+            data = b"".join(json.dumps(list(key)).encode() + b"\n" for key in newest)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -339,7 +368,7 @@ class _AckedIds:
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
         self._close_fd()
-        self._lines = len(self._ids)
+        self._lines = len(newest)
         self._torn = False
 
     def _close_fd(self) -> None:
@@ -348,8 +377,8 @@ class _AckedIds:
             os.close(fd)
 
     def close(self) -> None:
-        """Close the file (a later ``add`` opens it again)."""
-        with self._lock:
+        """Close the file (a later ``add_many`` opens it again)."""
+        with self._io:
             self._close_fd()
 
 
@@ -490,7 +519,13 @@ class Agent:
         self._watches: dict[str, ChangeHandler] = {}  # pattern -> handler, re-sent on every connection
         self._sessions: dict[str, Session] = {}
         self._inflight: set[str] = set()  # message ids queued or being handled: a redelivery is skipped
-        self._direct_inflight: set[tuple[str, str]] = set()  # (sender, id) of durable messages, likewise
+        self._direct_inflight: set[tuple[str, str]] = set()  # (sender, id) of durable messages, likewise,
+        # until their ack was sent (or failed)
+        self._ack_cond = threading.Condition()  # guards the four below
+        self._ack_queue: list[tuple[str, str]] = []  # handled (sender, id)s to record and acknowledge
+        self._ack_thread: threading.Thread | None = None  # the flusher, started with the first ack
+        self._ack_closing = False  # stop(): the flusher sends what is queued, then ends
+        self._ack_busy = False  # the flusher is recording or sending a batch
         directory = Path(os.path.abspath(os.getcwd() if state_dir is None else state_dir))
         self._acked = _AckedIds(directory / ACKED_FILE, acked_limit)
         self._queues = _SessionQueues(workers, f"clawctl-agent-{agent_id}-handler")
@@ -705,7 +740,9 @@ class Agent:
     def _finish_stop(self, started: bool) -> None:
         try:
             if started:
+                deadline = time.monotonic() + self.stop_grace
                 self._queues.stop(self.stop_grace)  # meanwhile a hello in flight may still complete
+                self._stop_acks(max(deadline - time.monotonic(), 1.0))  # acks of the handlers that returned
             with self._cond:
                 self._closing = True  # from here on no connection is published
                 conns = [c for c in (self._conn, self._connecting) if c is not None]
@@ -828,6 +865,69 @@ class Agent:
         message_id = result.get("message_id") if isinstance(result, Mapping) else None
         return message_id if isinstance(message_id, str) else client_id
 
+    def send_messages(self, items: Iterable[OutgoingMessage]) -> list[str | ClawctlError]:
+        """Send many durable messages with few requests (``messages.send_batch``, up to ``MAX_BATCH``
+        = 1000 per request); returns, per item and in order, its message id once the daemon stored it,
+        or the ``ClawctlError`` that refused it (``PolicyDenied``, ``NotFound``...). Items are
+        ``(to, payload)`` pairs or ``{"to", "payload", "id"?}`` mappings; ``id`` is as in
+        ``send_message`` and every item without one gets a fresh id, so a request is sent again with the
+        same ids when the connection drops during it (stored once). When a whole request fails
+        (``DaemonUnavailable`` after ``connect_timeout``, the agent stopping, ``RateLimited``...) its
+        items and all later ones hold that error and the later ones are not sent: to retry without
+        duplicates, pass your own ids and send the failed items again. A request that would exceed
+        the frame limit is split; a single message too large for a frame gets a ``ProtocolError``.
+        Raises ``TypeError``/``ValueError`` for a malformed item, before anything is sent."""
+        wire: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            if isinstance(item, Mapping):
+                if "to" not in item or "payload" not in item or not set(item) <= {"to", "payload", "id"}:
+                    raise ValueError(f"send_messages: item {index} needs 'to' and 'payload' (and maybe 'id'), "
+                                     f"got keys {sorted(item)!r}")
+                to, payload, ident = item["to"], item["payload"], item.get("id")
+            elif isinstance(item, tuple) and len(item) == 2:
+                (to, payload), ident = item, None
+            else:
+                raise TypeError(f"send_messages: item {index} is not a (to, payload) pair or a mapping")
+            if not isinstance(to, str) or not (ident is None or isinstance(ident, str)):
+                raise TypeError(f"send_messages: item {index}: 'to' and 'id' must be strings")
+            wire.append({"to": to, "payload": payload, "id": uuid.uuid4().hex if ident is None else ident})
+        results: list[str | ClawctlError] = []
+        for start in range(0, len(wire), MAX_BATCH):
+            chunk = wire[start:start + MAX_BATCH]
+            try:
+                results += self._send_batch(chunk)
+            except ClawctlError as exc:  # the whole request failed: it and the rest are not sent
+                results += [exc] * (len(wire) - start)
+                break
+        return results
+
+    def _send_batch(self, chunk: list[dict[str, Any]]) -> list[str | ClawctlError]:
+        try:
+            result = self.call("messages.send_batch", {"messages": chunk})
+        except ProtocolError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, FrameError) and cause.fault is FrameFault.TOO_LARGE):
+                raise
+            if len(chunk) == 1:  # this message alone does not fit in a frame
+                return [exc]
+            half = len(chunk) // 2
+            return self._send_batch(chunk[:half]) + self._send_batch(chunk[half:])
+        answers = result.get("results") if isinstance(result, Mapping) else None
+        if not isinstance(answers, list) or len(answers) != len(chunk):
+            raise ProtocolError(f"messages.send_batch: the daemon answered {len(chunk)} messages with "
+                                f"{len(answers) if isinstance(answers, list) else 'no'} results")
+        out: list[str | ClawctlError] = []
+        for sent, answer in zip(chunk, answers):
+            if isinstance(answer, Mapping) and "error" in answer:
+                try:
+                    out.append(from_wire(parse_wire_error(answer["error"])))
+                except ProtocolError as exc:
+                    out.append(exc)
+                continue
+            message_id = answer.get("message_id") if isinstance(answer, Mapping) else None
+            out.append(message_id if isinstance(message_id, str) else sent["id"])
+        return out
+
     def publish(self, topic: str, data: Any = None) -> int:
         """Publish an event on ``topic`` (any JSON ``data``); returns how many subscribers it was sent to.
         At most once: not repeated when the connection drops (``ConnectionClosed``). Policy: ``publish``."""
@@ -923,6 +1023,7 @@ class Agent:
 
     def _handle_direct(self, message: Message) -> None:
         key = (message.sender, message.id)
+        queued = False
         try:
             if key in self._acked:
                 log.debug("clawctl agent %s: message %s was handled already; acknowledging it again",
@@ -940,14 +1041,84 @@ class Agent:
                                   "%d); not acknowledged, the daemon delivers it again on the next connection",
                                   self.agent_id, message.id, message.sender or "?", message.attempt)
                     return
-                self._acked.add(key)  # on disk before the ack: a restart does not hand it over again
-            self.call("messages.ack", {"message_id": message.id})
-        except ClawctlError as exc:
-            log.warning("clawctl agent %s: could not acknowledge message %s: %s", self.agent_id, message.id,
-                        exc.message)
+            self._queue_ack(key)  # the flusher records it on disk, then acknowledges it
+            queued = True
+        finally:
+            if not queued:
+                with self._lock:
+                    self._direct_inflight.discard(key)
+
+    # ------------------------------------------------------------ acknowledgements
+    def _queue_ack(self, key: tuple[str, str]) -> None:
+        """Hand a handled message to the flusher (never blocks on I/O)."""
+        with self._ack_cond:
+            self._ack_queue.append(key)
+            if self._ack_thread is None:
+                self._ack_thread = threading.Thread(target=self._flush_acks_forever, daemon=True,
+                                                    name=f"clawctl-agent-{self.agent_id}-acks")
+                self._ack_thread.start()
+            elif not self._ack_busy:
+                self._ack_cond.notify()
+
+    def _flush_acks_forever(self) -> None:
+        # The flusher: whenever it is idle and something is queued, it takes everything queued
+        # (batches form by themselves under load; a lone message goes at once), records the ids
+        # with one write and fsync, then acknowledges them with one messages.ack per 1000.
+        while True:
+            with self._ack_cond:
+                self._ack_busy = False
+                while not self._ack_queue:
+                    if self._ack_closing:
+                        return
+                    self._ack_cond.wait()
+                batch, self._ack_queue = self._ack_queue, []
+                self._ack_busy = True
+            try:
+                self._flush_acks(batch)
+            except BaseException:  # the flusher must not die  # noqa: BLE001
+                log.exception("clawctl agent %s: acknowledging %d messages failed", self.agent_id, len(batch))
+
+    def _flush_acks(self, batch: list[tuple[str, str]]) -> None:
+        try:
+            self._acked.add_many(batch)  # on disk before the ack: a restart does not hand them over again
+            ids = list(dict.fromkeys(mid for _, mid in batch))
+            for start in range(0, len(ids), MAX_BATCH):
+                self._send_acks(ids[start:start + MAX_BATCH])
         finally:
             with self._lock:
-                self._direct_inflight.discard(key)
+                self._direct_inflight.difference_update(batch)
+
+    def _send_acks(self, ids: list[str]) -> None:
+        # messages.ack is safe to repeat: call() sends it again on a new connection if this one drops.
+        params: dict[str, Any] = {"message_id": ids[0]} if len(ids) == 1 else {"message_ids": ids}
+        try:
+            self.call("messages.ack", params)
+        except ProtocolError as exc:
+            if len(ids) == 1 or isinstance(exc.__cause__, FrameError):
+                self._ack_failed(ids, exc)
+                return
+            log.debug("clawctl agent %s: messages.ack with message_ids refused (%s); acknowledging one by one",
+                      self.agent_id, exc.message)  # a daemon that predates message_ids
+            for mid in ids:
+                try:
+                    self.call("messages.ack", {"message_id": mid})
+                except ClawctlError as one:
+                    self._ack_failed([mid], one)
+        except ClawctlError as exc:
+            self._ack_failed(ids, exc)
+
+    def _ack_failed(self, ids: list[str], exc: ClawctlError) -> None:
+        what = f"message {ids[0]}" if len(ids) == 1 else f"{len(ids)} messages (the first {ids[0]})"
+        log.warning("clawctl agent %s: could not acknowledge %s: %s", self.agent_id, what, exc.message)
+
+    def _stop_acks(self, timeout: float) -> None:
+        """Let the flusher send what is queued (for up to ``timeout`` seconds), then end it."""
+        with self._ack_cond:
+            self._ack_closing = True
+            self._ack_cond.notify_all()
+            thread = self._ack_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(timeout, 0.0))
 
     def _on_published(self, data: Mapping[str, Any]) -> None:
         topic, sender = data.get("topic"), data.get("from")

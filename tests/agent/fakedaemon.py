@@ -9,6 +9,8 @@ to the recipient and again, unacknowledged ones, after each of its hellos; it ke
 subscriptions and watches per connection, publishes events to matching subscribers
 (the daemon's ``glob_match``), and keeps shared state with compare-and-set. ``denied`` methods are
 refused with ``PolicyDenied``; ``lose_answer`` drops a connection instead of answering.
+``messages.send_batch`` answers each message on its own (``refuse_targets``: targets refused
+with ``PolicyDenied`` per message); ``messages.ack`` takes ``message_id`` or ``message_ids``.
 
 It can stop and start again on the same path (a daemon restart) and drop its
 connections while listening. Nothing here sleeps to wait: tests wait on conditions.
@@ -28,8 +30,9 @@ from typing import Any
 from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, ProtocolError, Unauthenticated
 from clawctl.policies.access import glob_match
 from clawctl.protocol import methods
+from clawctl.protocol.methods import MAX_BATCH
 from clawctl.protocol.framing import FrameDecoder, FrameError, encode_frame
-from clawctl.protocol.messages import PROTOCOL_VERSION, error_response, parse_request
+from clawctl.protocol.messages import PROTOCOL_VERSION, error_response, parse_request, to_wire
 
 PATIENCE = 30.0
 """Upper bound for waits that normally end in milliseconds (a loaded CI VM can be very slow)."""
@@ -89,6 +92,7 @@ class FakeDaemon:
         self.sender_ids: dict[tuple[str, str], str] = {}  # (sender, sender's id) -> message id
         self.shared: dict[str, tuple[Any, int]] = {}  # shared-state key -> (value, version)
         self.denied: set[str] = set()  # methods refused with PolicyDenied (a CommunicationPolicy)
+        self.refuse_targets: set[str] = set()  # message targets refused per message with PolicyDenied
         self.on_request: Callable[[Record], None] | None = None  # sees each request before it is handled
         self.lose_answer: Callable[[Record], bool] | None = None  # True: drop the connection, no answer
         self.cond = threading.Condition()
@@ -216,8 +220,8 @@ class FakeDaemon:
         self.push(message["recipient"], "message.received", data)
 
     def acked(self) -> list[str]:
-        """The message ids acknowledged, in order (repeats included)."""
-        return [r.params["message_id"] for r in self.calls("messages.ack")]
+        """The message ids acknowledged, in order (repeats included; a batch ack gives each of its ids)."""
+        return [mid for r in self.calls("messages.ack") for mid in ack_ids(r.params)]
 
     def publish(self, topic: str, data: Any = None, sender: str = "pub-0") -> int:
         """Send ``event.published`` to every live connection subscribed to a matching pattern."""
@@ -362,7 +366,7 @@ class FakeDaemon:
             return {"ok": True}
         if method in self.denied:
             raise PolicyDenied(f"{method}: no CommunicationPolicy rule allows it")
-        if method in {"messages.send", "messages.ack", "events.publish", "events.subscribe", "events.unsubscribe",
+        if method in {"messages.send", "messages.send_batch", "messages.ack", "events.publish", "events.subscribe", "events.unsubscribe",
                       "state.get", "state.set", "state.watch"}:
             return self._handle_issue6(client, method, params)
         if method == "sessions.reply":
@@ -408,21 +412,33 @@ class FakeDaemon:
     def _handle_issue6(self, client: _Client, method: str, params: dict[str, Any]) -> Any:
         sender = client.agent_id or "operator"
         if method == "messages.send":
-            kind, _, name = params["to"].partition("/")
-            if kind == "agent" and name in self.agents:
-                recipient = name
-            elif kind == "pool" and any(p == name for p, _ in self.agents.values()):
-                recipient = next(a for a, (p, _) in self.agents.items() if p == name)
-            else:
-                raise NotFound(f"{params['to']} not found")
-            mid, duplicate = self._store_message(sender, params.get("id"), recipient, params["to"], params["payload"])
-            return {"message_id": mid, "recipient": recipient, "duplicate": duplicate}
+            return self._send_one(sender, params)
+        if method == "messages.send_batch":
+            items = params["messages"]
+            if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+                raise ProtocolError(f"messages.send_batch: 'messages' must be a list of 1 to {MAX_BATCH} messages")
+            for item in items:
+                if not isinstance(item, dict) or not set(item) <= {"to", "payload", "id"} or \
+                        not isinstance(item.get("to"), str) or "payload" not in item:
+                    raise ProtocolError(f"messages.send_batch: bad message {item!r:.80}")
+            results: list[Any] = []
+            for item in items:
+                try:
+                    results.append(self._send_one(sender, item))
+                except ClawctlError as exc:
+                    results.append({"error": to_wire(exc).to_json()})
+            return {"results": results}
         if method == "messages.ack":
+            ids = ack_ids(params)
+            if not 1 <= len(ids) <= MAX_BATCH or ("message_id" in params) == ("message_ids" in params):
+                raise ProtocolError("messages.ack: give message_id or 1 to 1000 message_ids")
             with self.cond:
-                message = self.messages.get(params["message_id"])
-                if message is None or message["recipient"] != client.agent_id:
-                    raise NotFound(f"message {params['message_id']} not found")
-                message["acked"] = True
+                for mid in ids:
+                    message = self.messages.get(mid)
+                    if message is None or message["recipient"] != client.agent_id:
+                        raise NotFound(f"message {mid} not found")
+                for mid in ids:
+                    self.messages[mid]["acked"] = True
             return {"ok": True}
         if method == "events.publish":
             return {"delivered": self.publish(params["topic"], params.get("data"), sender)}
@@ -450,6 +466,19 @@ class FakeDaemon:
             watcher.send({"event": "state.changed", "data": change})
         return {"key": key, "version": current + 1}
 
+    def _send_one(self, sender: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        kind, _, name = params["to"].partition("/")
+        if params["to"] in self.refuse_targets:
+            raise PolicyDenied(f"{sender} may not message {params['to']}")
+        if kind == "agent" and name in self.agents:
+            recipient = name
+        elif kind == "pool" and any(p == name for p, _ in self.agents.values()):
+            recipient = next(a for a, (p, _) in self.agents.items() if p == name)
+        else:
+            raise NotFound(f"{params['to']} not found")
+        mid, duplicate = self._store_message(sender, params.get("id"), recipient, params["to"], params["payload"])
+        return {"message_id": mid, "recipient": recipient, "duplicate": duplicate}
+
     def _answer_send(self, client: _Client, request_id: int, params: dict[str, Any]) -> None:
         try:
             session = self.sessions.get(params["session"])
@@ -465,3 +494,11 @@ class FakeDaemon:
             client.send(error_response(request_id, exc).to_json())
             return
         client.send({"id": request_id, "result": result})
+
+
+def ack_ids(params: Mapping[str, Any]) -> list[str]:
+    """The ids a ``messages.ack`` request acknowledges (``message_id`` or ``message_ids``)."""
+    if "message_ids" in params:
+        ids = params["message_ids"]
+        return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+    return [params["message_id"]] if isinstance(params.get("message_id"), str) else []
