@@ -2,8 +2,10 @@
 and keeps latency figures.
 
 Session messages are commands:
-- ``{"do": "blast", "to": T, "count": N, "threads": K}``: send N messages to T from K threads;
-  returns {"sent", "seconds", "store_ms": [p50, p99]} (time until each send was stored).
+- ``{"do": "blast", "to": T, "count": N, "threads": K, "batch": B}``: send N messages to T from K
+  threads, B per ``send_messages`` call (default 100; 1: one ``send_message`` each); returns
+  {"sent", "seconds", "store_ms": [p50, p99]}: each message's store latency is the duration of the
+  call that sent it (a batch call counts once per message in it, with its whole duration).
 - ``{"do": "stats"}``: {"received", "latency_ms": [p50, p99, max]} of send → handler, since the last reset.
 - ``{"do": "reset"}``.
 """
@@ -35,16 +37,25 @@ def main() -> int:
             with _lock:
                 _latencies.append(time.time() - sent)
 
-    def blast(to: str, count: int, threads: int) -> dict[str, Any]:
+    def blast(to: str, count: int, threads: int, batch: int) -> dict[str, Any]:
         store: list[float] = []
+        failures: list[str] = []
         per = [count // threads + (i < count % threads) for i in range(threads)]
 
         def run(n: int) -> None:
-            mine = []
-            for _ in range(n):
+            mine: list[float] = []
+            while n > 0:
+                size = min(batch, n)
                 start = time.perf_counter()
-                agent.send_message(to, {"t": time.time()})
-                mine.append(time.perf_counter() - start)
+                if batch == 1:
+                    agent.send_message(to, {"t": time.time()})
+                else:
+                    now = time.time()  # the send time of every message of this call
+                    for outcome in agent.send_messages([(to, {"t": now}) for _ in range(size)]):
+                        if not isinstance(outcome, str):
+                            failures.append(str(outcome))
+                mine += [time.perf_counter() - start] * size  # the whole call, for each message in it
+                n -= size
             with _lock:
                 store.extend(mine)
 
@@ -54,13 +65,16 @@ def main() -> int:
             t.start()
         for t in pool:
             t.join()
+        if failures:
+            raise RuntimeError(f"{len(failures)} messages were refused, e.g. {failures[0]}")
         return {"sent": count, "seconds": time.perf_counter() - started,
                 "store_ms": [_pct(store, 50), _pct(store, 99)]}
 
     @agent.on_message
     def command(_session: Session, message: dict[str, Any]) -> Any:
         if message["do"] == "blast":
-            return blast(message["to"], int(message["count"]), int(message.get("threads", 4)))
+            return blast(message["to"], int(message["count"]), int(message.get("threads", 4)),
+                         max(1, int(message.get("batch", 100))))
         with _lock:
             if message["do"] == "reset":
                 _latencies.clear()
