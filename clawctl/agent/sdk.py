@@ -13,8 +13,9 @@ events into calls of the handlers the program registered:
     agent.run()  # until SIGTERM/SIGINT or agent.stop()
 
 Beyond sessions it sends and receives durable messages (``send_message``,
-``on_direct_message``: acknowledged after the handler returns, de-duplicated by id
-across restarts through a small file in the working directory), publishes and
+``send_messages`` in batches, ``on_direct_message``: acknowledged after the handler
+returns, in batches, de-duplicated by id across restarts through a small file in the
+working directory), publishes and
 subscribes to events, reads, compare-and-sets and watches shared state, and opens
 child sessions.
 
@@ -25,7 +26,9 @@ queues concurrently. One supervisor thread
 connects, says hello, heartbeats and, when the connection drops (the daemon
 restarted), reconnects with exponential backoff and jitter, forever until the
 agent is stopped. Calls made while disconnected wait for the reconnection
-(bounded by ``connect_timeout``).
+(bounded by ``connect_timeout``). One acknowledgement thread, started with the first
+durable message handled, records handled message ids on disk and acknowledges them,
+everything queued at once (one write, one fsync, one request).
 
 Standard library only (agents import it at every start). See docs/sdk.md.
 """
@@ -90,7 +93,7 @@ _RETRY_SAFE = frozenset({"heartbeat", "session.state.get", "session.state.set", 
                          "sessions.close", "sessions.reply", "messages.ack", "events.subscribe",
                          "events.unsubscribe", "state.get", "state.watch"})
 """Methods repeated on the new connection when the old one drops mid-call: doing them twice is harmless.
-So is ``messages.send`` with an ``id`` (the daemon stores it once). ``sessions.open``, ``sessions.send``,
+So are ``messages.send`` with an ``id`` and ``messages.send_batch`` with one per message (stored once). ``sessions.open``, ``sessions.send``,
 ``events.publish`` and ``state.set`` are not: the caller gets ``ConnectionClosed`` and decides."""
 
 
@@ -581,8 +584,8 @@ class Agent:
 
     def on_direct_message(self, handler: _D) -> _D:
         """Register ``handler(message)`` for durable messages sent to this agent (usable as a decorator).
-        When it returns the SDK records the message's id (``state_dir``/.clawctl-acked) and acknowledges
-        it; when it raises, the message is logged and not acknowledged: the daemon delivers it again on
+        When it returns the SDK records the message's id (``state_dir``/.clawctl-acked) and then
+        acknowledges it, both batched with the other messages handled meanwhile; when it raises, the message is logged and not acknowledged: the daemon delivers it again on
         the next connection. A message whose id was acknowledged already is acknowledged again without
         calling the handler. Messages of one sender run in order, one at a time."""
         self._on_direct = handler
