@@ -1,11 +1,11 @@
 """Durable agent → agent messages through a real daemon: messages per second and latency.
 
-    python benchmarks/messaging_bench.py [--senders 2] [--receivers 2] [--count 4000] [--threads 8]
+    python benchmarks/messaging_bench.py [--senders 2] [--receivers 2] [--count 20000] [--threads 8] [--batch 100]
 
 One private CLAWCTL_HOME, a pool ``send`` of ``--senders`` agents and a pool ``recv`` of
 ``--receivers`` agents (``benchmarks/agents/msgbench.py``, on the agent SDK), and a
 CommunicationPolicy letting ``send`` message ``recv``. Each sender sends ``--count``
-messages to ``pool/recv`` from ``--threads`` threads. A message counts once the
+messages to ``pool/recv`` from ``--threads`` threads, ``--batch`` per ``send_messages`` call. A message counts once the
 receiver's handler ran (the SDK acknowledges it right after; the daemon stored it before
 answering the sender). Reported:
 
@@ -13,7 +13,9 @@ answering the sender). Reported:
 - latency of each message from its send to the receiver's handler, p50 / p99 / max
   (target p99 under 5 ms), and of the send alone (until the daemon stored it).
 
-Then the same with one sender thread (no concurrency): the latency of a lone message.
+Throughput is measured under saturation (its latencies are queueing). Latency is measured on
+lone messages (one sender thread, one message per call, nothing else in flight) and at a
+paced 5,000 messages/s (``--paced-rate``, batches of 10 from 4 threads per sender).
 Everything it started is stopped at the end.
 """
 
@@ -86,14 +88,16 @@ def command(conn: Connection, session: str, **message: Any) -> Any:
     return conn.call("sessions.send", {"session": session, "message": message, "timeout": 600}, timeout=620)["reply"]
 
 
-def run_round(conn: Connection, senders: list[str], receivers: list[str], count: int, threads: int) -> dict[str, Any]:
+def run_round(conn: Connection, senders: list[str], receivers: list[str], count: int, threads: int,
+              batch: int, rate: float = 0.0) -> dict[str, Any]:
     for session in receivers:
         command(conn, session, do="reset")
     results: list[Any] = [None] * len(senders)
     start = time.perf_counter()
 
     def blast(i: int) -> None:
-        results[i] = command(conn, senders[i], do="blast", to="pool/recv", count=count, threads=threads)
+        results[i] = command(conn, senders[i], do="blast", to="pool/recv", count=count, threads=threads, batch=batch,
+                             rate=rate)
 
     workers = [threading.Thread(target=blast, args=(i,)) for i in range(len(senders))]
     for t in workers:
@@ -127,9 +131,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--receivers", type=int, default=2)
-    parser.add_argument("--count", type=int, default=4000, help="messages per sender")
+    parser.add_argument("--count", type=int, default=20000, help="messages per sender")
     parser.add_argument("--threads", type=int, default=8, help="sending threads per sender")
-    parser.add_argument("--single", type=int, default=1000, help="messages for the one-thread latency round")
+    parser.add_argument("--batch", type=int, default=100, help="messages per send_messages call (throughput round)")
+    parser.add_argument("--single", type=int, default=2000, help="messages for the lone-message latency round")
+    parser.add_argument("--paced-rate", type=float, default=5000.0, help="messages/s of the paced latency round")
+    parser.add_argument("--paced-seconds", type=float, default=4.0)
     args = parser.parse_args()
 
     ledger = ProcessLedger()
@@ -145,10 +152,15 @@ def main() -> int:
             conn.hello(client="messaging-bench")
             senders = [conn.call("sessions.open", {"pool": "send"})["id"] for _ in range(args.senders)]
             receivers = [conn.call("sessions.open", {"pool": "recv"})["id"] for _ in range(args.receivers)]
-            run_round(conn, senders, receivers, 200, 2)  # warm-up
-            report(f"{args.senders} senders × {args.threads} threads → {args.receivers} receivers",
-                   run_round(conn, senders, receivers, args.count, args.threads))
-            report("one sender, one thread", run_round(conn, senders[:1], receivers, args.single, 1))
+            run_round(conn, senders, receivers, 200, 2, args.batch)  # warm-up
+            report(f"throughput: {args.senders} senders × {args.threads} threads × batches of {args.batch} → "
+                   f"{args.receivers} receivers", run_round(conn, senders, receivers, args.count, args.threads,
+                                                           args.batch))
+            report("latency: lone messages (one sender, one thread, one message per call)",
+                   run_round(conn, senders[:1], receivers, args.single, 1, 1))
+            per_sender = args.paced_rate / len(senders)
+            report(f"latency under load: {args.paced_rate:,.0f} messages/s paced, batches of 10",
+                   run_round(conn, senders, receivers, int(per_sender * args.paced_seconds), 4, 10, per_sender))
             conn.close()
         finally:
             survivors = fleet.teardown()

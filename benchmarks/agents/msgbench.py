@@ -2,7 +2,7 @@
 and keeps latency figures.
 
 Session messages are commands:
-- ``{"do": "blast", "to": T, "count": N, "threads": K, "batch": B}``: send N messages to T from K
+- ``{"do": "blast", "to": T, "count": N, "threads": K, "batch": B, "rate": R}``: send N messages to T from K
   threads, B per ``send_messages`` call (default 100; 1: one ``send_message`` each); returns
   {"sent", "seconds", "store_ms": [p50, p99]}: each message's store latency is the duration of the
   call that sent it (a batch call counts once per message in it, with its whole duration).
@@ -37,15 +37,21 @@ def main() -> int:
             with _lock:
                 _latencies.append(time.time() - sent)
 
-    def blast(to: str, count: int, threads: int, batch: int) -> dict[str, Any]:
+    def blast(to: str, count: int, threads: int, batch: int, rate: float = 0.0) -> dict[str, Any]:
         store: list[float] = []
         failures: list[str] = []
         per = [count // threads + (i < count % threads) for i in range(threads)]
 
+        interval = batch * threads / rate if rate > 0 else 0.0  # seconds between a thread's calls
+
         def run(n: int) -> None:
             mine: list[float] = []
+            next_at = time.perf_counter()
             while n > 0:
                 size = min(batch, n)
+                if interval:  # paced: hold the rate, never catch up in a burst
+                    time.sleep(max(0.0, next_at - time.perf_counter()))
+                    next_at = max(next_at + interval, time.perf_counter())
                 start = time.perf_counter()
                 if batch == 1:
                     agent.send_message(to, {"t": time.time()})
@@ -74,7 +80,7 @@ def main() -> int:
     def command(_session: Session, message: dict[str, Any]) -> Any:
         if message["do"] == "blast":
             return blast(message["to"], int(message["count"]), int(message.get("threads", 4)),
-                         max(1, int(message.get("batch", 100))))
+                         max(1, int(message.get("batch", 100))), float(message.get("rate", 0.0)))
         with _lock:
             if message["do"] == "reset":
                 _latencies.clear()
