@@ -695,6 +695,8 @@ class SessionService:
 
     async def _expire(self) -> None:
         """End sessions past idleTimeout / maxLifetime; force-close those whose grace ran out."""
+        if not self._active_pools:  # no active session anywhere: not even a transaction
+            return
         pools = {(v.fleet_id, v.model.name): v for v in self.directory.snapshot.pools.values()}
         now_s = self.clock()
 
