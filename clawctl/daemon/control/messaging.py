@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -251,7 +250,7 @@ class MessagingService:
             await self._audit(caller, "messages.send", target, "denied", {"message": error.message})
             raise error
         self._seq += 1
-        return MessageRow(uuid.uuid4().hex, target_pool.fleet_id, sender, target, recipient, item["payload"],
+        return MessageRow(os.urandom(16).hex(), target_pool.fleet_id, sender, target, recipient, item["payload"],
                           MessageState.QUEUED, self._seq, 0, client_id, _utc(self.clock()))
 
     async def _already_stored(self, row: MessageRow) -> dict[str, Any] | None:
