@@ -12,6 +12,7 @@ Session messages are commands:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
@@ -28,6 +29,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def main() -> int:
+    sys.setswitchinterval(0.0005)  # its threads hand the GIL around per message: shorter waits for it
     agent = Agent.from_env(workers=8)
 
     @agent.on_direct_message

@@ -24,6 +24,7 @@ TICK_SECONDS = 2.0
 """Period of the level-triggered pass when nothing wakes the daemon sooner."""
 REGISTRY_CHECK_EVERY = 5
 SLOW_PASS_SECONDS = 5.0
+GIL_SWITCH_SECONDS = 0.0005
 _SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGCHLD}
 """Every this many periodic passes also look for new revisions (in case a wake-up was missed)."""
 
@@ -126,6 +127,10 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     # Signals are taken synchronously by the main thread (sigwaitinfo). They must be blocked
     # before any thread starts, so every thread inherits the mask and none swallows them.
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    # The event loop and the database thread hand the GIL to each other thousands of times a
+    # second; at the default 5 ms switch interval a thread that releases it (SQLite, sockets)
+    # may wait 5 ms to get it back, which is what requests then wait too.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     _configure_logging(home, detach=detach)
     # A wake-up that lands while a pass is starting is "skipped" by APScheduler; the pass that
     # is starting observes the same state, so that is expected, not worth a warning.

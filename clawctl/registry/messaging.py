@@ -95,11 +95,12 @@ def by_client_ids(conn: Connection, fleet_id: int, sender: str, client_ids: Sequ
 # (a third of the daemon's CPU per message at thousands per second). The values are stored
 # exactly as the SQLAlchemy types store them (UTCDateTime: naive UTC text; JSON: json.dumps),
 # so every other reader sees the same rows; other databases take the SQLAlchemy path.
-_SQLITE_INSERT = ("INSERT INTO messages (id, fleet_id, kind, sender, recipient, target, topic, session_id, payload, "
-                  "state, attempts, created_at, seq, client_id) VALUES (?, ?, 'direct', ?, ?, ?, NULL, NULL, ?, ?, ?, ?, "
-                  "?, ?)")
+_SQLITE_INSERT_HEAD = ("INSERT INTO messages (id, fleet_id, kind, sender, recipient, target, topic, session_id, "
+                       "payload, state, attempts, created_at, seq, client_id) VALUES")
+_SQLITE_ROW = "(?, ?, 'direct', ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?)"
+_SQLITE_CHUNK = 500
+"""Rows per statement (11 parameters each, well under SQLite's 32,766)."""
 _SQLITE_PENDING = "state IN ('queued', 'delivered')"
-_SQLITE_ACKED = f"UPDATE messages SET state = 'acked', acked_at = ? WHERE id = ? AND {_SQLITE_PENDING}"
 _SQLITE_DELIVERED = (f"UPDATE messages SET state = 'delivered', attempts = ?, delivered_at = ? WHERE id = ? "
                      f"AND {_SQLITE_PENDING}")
 
@@ -119,9 +120,15 @@ def insert(conn: Connection, rows: Sequence[MessageRow]) -> None:
         return
     if _fast(conn):
         try:
-            conn.exec_driver_sql(_SQLITE_INSERT, [
-                (r.id, r.fleet_id, r.sender, r.recipient, r.target, json.dumps(r.payload), r.state.value, r.attempts,
-                 _sqlite_time(r.created_at), r.seq, r.client_id) for r in rows])
+            # One multi-row statement per chunk: a single step of SQLite (executemany would step,
+            # and release and re-take the GIL, once per row).
+            for start in range(0, len(rows), _SQLITE_CHUNK):
+                chunk = rows[start:start + _SQLITE_CHUNK]
+                values = ", ".join([_SQLITE_ROW] * len(chunk))
+                conn.exec_driver_sql(f"{_SQLITE_INSERT_HEAD} {values}", tuple(
+                    value for r in chunk for value in (
+                        r.id, r.fleet_id, r.sender, r.recipient, r.target, json.dumps(r.payload), r.state.value,
+                        r.attempts, _sqlite_time(r.created_at), r.seq, r.client_id)))
         except exc.IntegrityError as err:
             raise Conflict("a message with this sender's id is stored already") from err
         return
@@ -149,7 +156,13 @@ def mark_delivered(conn: Connection, items: Iterable[tuple[str, int, datetime]])
 def mark_acked(conn: Connection, items: Iterable[tuple[str, datetime]]) -> None:
     items = list(items)
     if items and _fast(conn):
-        conn.exec_driver_sql(_SQLITE_ACKED, [(_sqlite_time(at), i) for i, at in items])
+        # One statement per chunk, stamped with the newest acknowledgement time of the chunk.
+        for start in range(0, len(items), _SQLITE_CHUNK):
+            chunk = items[start:start + _SQLITE_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            conn.exec_driver_sql(f"UPDATE messages SET state = 'acked', acked_at = ? WHERE id IN ({marks}) "
+                                 f"AND {_SQLITE_PENDING}",
+                                 (_sqlite_time(max(at for _, at in chunk)), *(i for i, _ in chunk)))
         return
     params = [{"m_id": i, "m_at": at} for i, at in items]
     if params:
