@@ -179,3 +179,15 @@ def test_a_batch_is_answered_message_by_message(fleet: Fleet) -> None:
     assert sorted(m["payload"]["n"] for m in seen) == [1, 4]
     bad = agents.do("alpha", do="send_batch", items=[{"to": "agent/beta-0"}])
     assert bad.get("class") == "ProtocolError"
+
+
+def test_messages_to_an_agent_scaled_away_become_dead_letters(fleet: Fleet) -> None:
+    _apply(fleet, pool_yaml("alpha", CHATTY, extra=HEALTH) + pool_yaml("beta", CHATTY, replicas=2, extra=HEALTH)
+           + pool_yaml("gamma", CHATTY, extra=HEALTH) + POLICY)
+    agents = Agents(fleet)
+    agents.do("alpha", do="send", to="agent/beta-1", payload={"poison": True})  # never acknowledged
+    _apply(fleet, pool_yaml("alpha", CHATTY, extra=HEALTH) + pool_yaml("beta", CHATTY, replicas=1, extra=HEALTH)
+           + pool_yaml("gamma", CHATTY, extra=HEALTH) + POLICY)
+    dead = fleet.wait_for(lambda: json.loads(fleet.cli("messages", "--state", "dead", "-o", "json").out)["messages"],
+                          what="the message to the removed agent to be a dead letter", timeout=30)
+    assert dead[0]["recipient"] == "beta-1"

@@ -135,15 +135,42 @@ class MessagingService:
             await self._flush_now()
 
     async def _tick_loop(self) -> None:
-        """Deliver again what waited longer than ACK_TIMEOUT for its acknowledgement."""
+        """Deliver again what waited longer than ACK_TIMEOUT for its acknowledgement; make dead
+        letters of messages whose recipient no longer exists."""
         while True:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
-            for queue in list(self._pending.values()):
+            for recipient, queue in list(self._pending.items()):
+                if not self._exists(recipient):
+                    self._bury(recipient, queue, "its recipient no longer exists")
+                    continue
                 for pending in list(queue.values()):
                     if pending.delivered_to is not None and now - pending.delivered_at >= ACK_TIMEOUT:
                         pending.delivered_to = None
                         self._deliver(pending)
+
+    def _exists(self, recipient: str) -> bool:
+        """Whether agent ``fleet/agent-id`` is running or is a slot its pool still wants."""
+        snapshot = self.directory.snapshot
+        if recipient in snapshot.agents or not snapshot.pools:
+            return True  # no pools published yet (the daemon is starting): judge nothing
+        fleet, _, name = recipient.partition("/")
+        pool_name, _, slot = name.rpartition("-")
+        view = snapshot.pool(fleet, pool_name)
+        slots = view.model.replicas + view.model.policies.failover.standbys if view else 0
+        return slot.isdigit() and int(slot) < slots
+
+    def _bury(self, recipient: str, queue: OrderedDict[str, Pending], why: str) -> None:
+        """Pending messages to ``recipient`` that will never be delivered become dead letters
+        (pool targets are re-placed in ``on_snapshot`` instead)."""
+        dead = [mid for mid, pending in queue.items() if not pending.row.target.startswith("pool/")]
+        for message_id in dead:
+            del queue[message_id]
+        if dead:
+            log.warning("%d message(s) to %s are dead: %s", len(dead), recipient, why)
+            self._queue(dead=dead)
+        if not queue:
+            self._pending.pop(recipient, None)
 
     # ---------------------------------------------------------------- dispatch
     async def handle(self, caller: Caller, peer: int, method: str, params: Mapping[str, Any]) -> Any:
