@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import ProcessLedger  # noqa: E402
 from supervise_bench import Clawctl  # noqa: E402
 
+from clawctl.daemon.client import operator_connection  # noqa: E402
 from clawctl.protocol.connection import Connection  # noqa: E402
 
 AGENT = str(Path(__file__).resolve().parent / "agents" / "msgbench.py")
@@ -148,8 +149,7 @@ def main() -> int:
         try:
             fleet.apply(args.senders, argv=(sys.executable, AGENT), notify=True)
             fleet.agents()
-            conn = Connection.connect(home / "control.sock")
-            conn.hello(client="messaging-bench")
+            conn = operator_connection(home)
             senders = [conn.call("sessions.open", {"pool": "send"})["id"] for _ in range(args.senders)]
             receivers = [conn.call("sessions.open", {"pool": "recv"})["id"] for _ in range(args.receivers)]
             run_round(conn, senders, receivers, 200, 2, args.batch)  # warm-up

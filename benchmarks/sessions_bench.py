@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import ProcessLedger, percentile  # noqa: E402
 from supervise_bench import Clawctl  # noqa: E402
 
+from clawctl.daemon.client import operator_connection as operator  # noqa: E402
 from clawctl.protocol.connection import Connection  # noqa: E402
 
 FLEET = """\
@@ -67,12 +68,6 @@ class SessionsFleet(Clawctl):
         path.write_text(FLEET.format(fleet=self.fleet, replicas=replicas, capacity=self.capacity,
                                      argv=", ".join(json.dumps(a) for a in argv)))
         return path
-
-
-def operator(home: Path) -> Connection:
-    conn = Connection.connect(home / "control.sock")
-    conn.hello(client="sessions-bench")
-    return conn
 
 
 def ms(values: list[float]) -> str:

@@ -56,6 +56,7 @@ from clawctl.agent import notify_ready
 from clawctl.errors import ClawctlError, Conflict, DaemonUnavailable, ProtocolError
 from clawctl.protocol.connection import Connection, ConnectionClosed
 from clawctl.protocol.framing import FrameError, FrameFault
+from clawctl.protocol.globs import glob_match
 from clawctl.protocol.messages import Event, from_wire, parse_wire_error
 from clawctl.protocol.methods import MAX_BATCH
 
@@ -106,31 +107,6 @@ def _retry_safe(method: str, params: Mapping[str, Any] | None) -> bool:
         batch = params.get("messages")
         return isinstance(batch, list) and all(isinstance(m, Mapping) and "id" in m for m in batch)
     return False
-
-
-def glob_match(pattern: str, text: str) -> bool:
-    """Whether the subscription or watch ``pattern`` matches all of the topic or key ``text``, as the
-    daemon matches them (``clawctl.policies.access.glob_match``): ``*`` any run of characters (``.`` and
-    ``/`` included, also none), ``?`` exactly one character, anything else itself (``[`` too). Greedy with
-    backtracking to the last ``*`` only: O(len(pattern) * len(text)) at worst."""
-    p = t = 0
-    star = -1  # index of the last '*' seen in pattern
-    resume = 0  # where in text that '*' currently stops
-    while t < len(text):
-        if p < len(pattern) and pattern[p] == "*":
-            star, resume = p, t
-            p += 1
-        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
-            p += 1
-            t += 1
-        elif star >= 0:
-            resume += 1
-            p, t = star + 1, resume
-        else:
-            return False
-    while p < len(pattern) and pattern[p] == "*":
-        p += 1
-    return p == len(pattern)
 
 
 @dataclass(frozen=True)

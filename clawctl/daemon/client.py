@@ -14,11 +14,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from clawctl.daemon.instance import FAILED_FILE, LOCK_FILE, LOG_FILE, DaemonInfo, logs_dir, read_info
 from clawctl.errors import ClawctlError, DaemonUnavailable
-from clawctl.protocol.connection import Connection
+
+if TYPE_CHECKING:
+    from clawctl.protocol.connection import Connection
 
 START_TIMEOUT = 15.0
 
@@ -138,6 +140,7 @@ def operator_connection(home: Path, *, timeout: float = 10.0) -> Connection:
     """
     import clawctl
     from clawctl.daemon.paths import control_socket
+    from clawctl.protocol.connection import Connection
 
     conn = Connection.connect(control_socket(home), timeout=timeout)
     try:

@@ -499,16 +499,24 @@ class MessagingService:
                           "events.publish", topic, "publish")
         event = Event("event.published", {"topic": topic, "data": params.get("data"),
                                           "from": caller.agent.agent_id if caller.agent else OPERATOR})
-        delivered = 0
-        for number, (subscriber, patterns) in list(self._subscriptions.items()):
-            agent = subscriber.agent
-            if agent is None or agent.fleet != fleet or not any(access.glob_match(p, topic) for p in patterns):
+        delivered = await self._fan_out(self._subscriptions, fleet, topic, access.may_receive, event)
+        return {"delivered": delivered}
+
+    async def _fan_out(self, registrations: dict[int, tuple[Caller, set[str]]], fleet: str, name: str,
+                       decide: Callable[[Sequence[CommunicationPolicy], str, str], AccessDecision],
+                       event: Event) -> int:
+        """Push ``event`` about topic or key ``name`` to every connection registered with a matching
+        pattern whose pool the policy lets receive it now; returns how many got it."""
+        sent = 0
+        for number, (caller, patterns) in list(registrations.items()):
+            agent = caller.agent
+            if agent is None or agent.fleet != fleet or not any(access.glob_match(p, name) for p in patterns):
                 continue
             pool = self.directory.snapshot.pool(fleet, agent.pool)
             policies = await self.policies.of(fleet, pool.fleet_id, pool.revision) if pool else ()
-            if access.may_receive(policies, agent.pool, topic).allowed and self.push_peer(number, event):
-                delivered += 1
-        return {"delivered": delivered}
+            if decide(policies, agent.pool, name).allowed and self.push_peer(number, event):
+                sent += 1
+        return sent
 
     async def _subscribe(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
         assert caller.agent is not None
@@ -558,14 +566,7 @@ class MessagingService:
 
     async def _notify_watchers(self, fleet: str, key: str, value: Any, version: int, by: str) -> None:
         event = Event("state.changed", {"key": key, "value": value, "version": version, "by": by})
-        for number, (watcher, patterns) in list(self._watches.items()):
-            agent = watcher.agent
-            if agent is None or agent.fleet != fleet or not any(access.glob_match(p, key) for p in patterns):
-                continue
-            pool = self.directory.snapshot.pool(fleet, agent.pool)
-            policies = await self.policies.of(fleet, pool.fleet_id, pool.revision) if pool else ()
-            if access.may_read_state(policies, agent.pool, key).allowed:
-                self.push_peer(number, event)
+        await self._fan_out(self._watches, fleet, key, access.may_read_state, event)
 
     _handlers: dict[str, Callable[..., Any]] = {
         "messages.send": _send,

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from clawctl.config.model import CommunicationPolicy
+from clawctl.config.model import CommunicationPolicy, Sessions
 from clawctl.daemon.control.caller import Caller, PolicyBook, resolve_fleet
 from clawctl.daemon.control.db import Database
 from clawctl.daemon.control.directory import AgentView, Directory, PoolView
@@ -523,7 +523,7 @@ class SessionService:
         if row.state is SessionState.CLOSED:
             return None
         pool = self.directory.snapshot.pool(self._fleet_names().get(row.fleet_id, ""), row.pool)
-        policy = pool.model.policies.sessions if pool else lifecycle_default()
+        policy = pool.model.policies.sessions if pool else Sessions()
         grace = pool.model.policies.drain.grace_period if pool else 0.0
         drop = lifecycle.state_action(policy, SessionEvent.CLOSED) is StateAction.CLOSE_DROP_STATE
         now = _utc(now_s)
@@ -704,7 +704,7 @@ class SessionService:
             done: list[tuple[SessionRow, float | None]] = []
             for pool_key in sorted(self._active_pools):
                 view = pools.get(pool_key)
-                policy = view.model.policies.sessions if view else lifecycle_default()
+                policy = view.model.policies.sessions if view else Sessions()
                 due = store.due_for_expiry(conn, pool_key[0], pool_key[1], idle_timeout=policy.idle_timeout,
                                            max_lifetime=policy.max_lifetime, now=_utc(now_s), limit=200)
                 for item in due:
@@ -777,13 +777,6 @@ class SessionService:
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("could not record a reply in the session history: %s", future.exception())
-
-
-def lifecycle_default() -> Any:
-    """The sessions policy of a pool that is gone: the config language's defaults."""
-    from clawctl.config.model import Sessions
-
-    return Sessions()
 
 
 def _pools_with_active_sessions(conn: Connection) -> set[tuple[int, str]]:
