@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -35,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import ProcessLedger  # noqa: E402
 from supervise_bench import Clawctl  # noqa: E402
+
+import psutil  # noqa: E402
 
 from clawctl.daemon.client import operator_connection  # noqa: E402
 from clawctl.protocol.connection import Connection  # noqa: E402
@@ -89,11 +92,24 @@ def command(conn: Connection, session: str, **message: Any) -> Any:
     return conn.call("sessions.send", {"session": session, "message": message, "timeout": 600}, timeout=620)["reply"]
 
 
+def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
+    """User + system CPU seconds used so far by each named process (0 when it is gone)."""
+    used: dict[str, float] = {}
+    for name, proc in procs.items():
+        try:
+            times = proc.cpu_times()
+            used[name] = times.user + times.system
+        except psutil.Error:
+            used[name] = 0.0
+    return used
+
+
 def run_round(conn: Connection, senders: list[str], receivers: list[str], count: int, threads: int,
-              batch: int, rate: float = 0.0) -> dict[str, Any]:
+              batch: int, rate: float = 0.0, procs: dict[str, psutil.Process] | None = None) -> dict[str, Any]:
     for session in receivers:
         command(conn, session, do="reset")
     results: list[Any] = [None] * len(senders)
+    cpu_before = cpu_seconds(procs or {})
     start = time.perf_counter()
 
     def blast(i: int) -> None:
@@ -114,7 +130,8 @@ def run_round(conn: Connection, senders: list[str], receivers: list[str], count:
             raise SystemExit(f"only {sum(s['received'] for s in stats)} of {total} messages arrived")
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
-    return {"total": total, "seconds": elapsed, "senders": results, "receivers": stats}
+    cpu = {name: (used - cpu_before[name]) / elapsed for name, used in cpu_seconds(procs or {}).items()}
+    return {"total": total, "seconds": elapsed, "senders": results, "receivers": stats, "cpu": cpu}
 
 
 def report(title: str, result: dict[str, Any]) -> None:
@@ -126,6 +143,9 @@ def report(title: str, result: dict[str, Any]) -> None:
     print(f"  send → handled: p50 {max(x[0] for x in lat):.2f} ms, p99 {p99:.2f} ms, max {max(x[2] for x in lat):.2f} ms"
           f" (worst receiver); send → stored: p50 {max(x[0] for x in store):.2f} ms, "
           f"p99 {max(x[1] for x in store):.2f} ms")
+    if result["cpu"]:
+        print("  CPU (share of one core, whole round): " + ", ".join(
+            f"{name} {share:.0%}" for name, share in result["cpu"].items()))
 
 
 def main() -> int:
@@ -138,7 +158,11 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=2000, help="messages for the lone-message latency round")
     parser.add_argument("--paced-rate", type=float, default=5000.0, help="messages/s of the paced latency round")
     parser.add_argument("--paced-seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", default="throughput,lone,paced",
+                        help="which rounds to run, comma-separated (default: all three)")
+    parser.add_argument("--repeat", type=int, default=1, help="run the chosen rounds this many times")
     args = parser.parse_args()
+    rounds = set(args.rounds.split(","))
 
     ledger = ProcessLedger()
     with tempfile.TemporaryDirectory(prefix="clawctl-messaging-bench-") as tmp:
@@ -148,19 +172,29 @@ def main() -> int:
         fleet.receivers = args.receivers
         try:
             fleet.apply(args.senders, argv=(sys.executable, AGENT), notify=True)
-            fleet.agents()
+            procs = {"daemon": fleet.daemon()} if fleet.daemon() else {}
+            for agent in fleet.agents():
+                if agent.get("pid"):
+                    procs[agent["id"] if "id" in agent else str(agent["pid"])] = psutil.Process(agent["pid"])
+            if os.environ.get("MSGBENCH_PIDS"):  # for profilers attached from outside
+                Path(os.environ["MSGBENCH_PIDS"]).write_text(json.dumps({n: p.pid for n, p in procs.items()}))
             conn = operator_connection(home)
             senders = [conn.call("sessions.open", {"pool": "send"})["id"] for _ in range(args.senders)]
             receivers = [conn.call("sessions.open", {"pool": "recv"})["id"] for _ in range(args.receivers)]
             run_round(conn, senders, receivers, 200, 2, args.batch)  # warm-up
-            report(f"throughput: {args.senders} senders × {args.threads} threads × batches of {args.batch} → "
-                   f"{args.receivers} receivers", run_round(conn, senders, receivers, args.count, args.threads,
-                                                           args.batch))
-            report("latency: lone messages (one sender, one thread, one message per call)",
-                   run_round(conn, senders[:1], receivers, args.single, 1, 1))
-            per_sender = args.paced_rate / len(senders)
-            report(f"latency under load: {args.paced_rate:,.0f} messages/s paced, batches of 10",
-                   run_round(conn, senders, receivers, int(per_sender * args.paced_seconds), 4, 10, per_sender))
+            for _ in range(args.repeat):
+                if "throughput" in rounds:
+                    report(f"throughput: {args.senders} senders × {args.threads} threads × batches of {args.batch} "
+                           f"→ {args.receivers} receivers", run_round(conn, senders, receivers, args.count,
+                                                                      args.threads, args.batch, procs=procs))
+                if "lone" in rounds:
+                    report("latency: lone messages (one sender, one thread, one message per call)",
+                           run_round(conn, senders[:1], receivers, args.single, 1, 1, procs=procs))
+                if "paced" in rounds:
+                    per_sender = args.paced_rate / len(senders)
+                    report(f"latency under load: {args.paced_rate:,.0f} messages/s paced, batches of 10",
+                           run_round(conn, senders, receivers, int(per_sender * args.paced_seconds), 4, 10,
+                                     per_sender, procs=procs))
             conn.close()
         finally:
             survivors = fleet.teardown()

@@ -43,7 +43,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -96,6 +95,12 @@ _RETRY_SAFE = frozenset({"heartbeat", "session.state.get", "session.state.set", 
 """Methods repeated on the new connection when the old one drops mid-call: doing them twice is harmless.
 So are ``messages.send`` with an ``id`` and ``messages.send_batch`` with one per message (stored once). ``sessions.open``, ``sessions.send``,
 ``events.publish`` and ``state.set`` are not: the caller gets ``ConnectionClosed`` and decides."""
+
+
+def _fresh_id() -> str:
+    """A new id for a message this agent sends: unique (64 random bits after the time) and rising
+    with time, so the daemon's (sender, id) index takes it at its end instead of a random page."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def _retry_safe(method: str, params: Mapping[str, Any] | None) -> bool:
@@ -839,7 +844,7 @@ class Agent:
         daemon stores a message once per id, so a call repeated with the same id after an error is
         safe. Without one the SDK makes a fresh id and reuses it when the connection drops during the
         call (it is sent again on the new connection). Policy: ``messages`` (``PolicyDenied``)."""
-        client_id = uuid.uuid4().hex if id is None else id
+        client_id = _fresh_id() if id is None else id
         result = self.call("messages.send", {"to": to, "payload": payload, "id": client_id})
         message_id = result.get("message_id") if isinstance(result, Mapping) else None
         return message_id if isinstance(message_id, str) else client_id
@@ -869,7 +874,7 @@ class Agent:
                 raise TypeError(f"send_messages: item {index} is not a (to, payload) pair or a mapping")
             if not isinstance(to, str) or not (ident is None or isinstance(ident, str)):
                 raise TypeError(f"send_messages: item {index}: 'to' and 'id' must be strings")
-            wire.append({"to": to, "payload": payload, "id": uuid.uuid4().hex if ident is None else ident})
+            wire.append({"to": to, "payload": payload, "id": _fresh_id() if ident is None else ident})
         results: list[str | ClawctlError] = []
         for start in range(0, len(wire), MAX_BATCH):
             chunk = wire[start:start + MAX_BATCH]

@@ -1,8 +1,9 @@
 """Durable agent messages and shared state: row-level reads and writes.
 
 Each function works on one connection; the caller owns the transaction. Writes
-of messages come in batches (``executemany``): the daemon groups the sends,
-deliveries and acknowledgements of many requests into one transaction.
+of messages come in batches: the daemon groups the sends, deliveries and
+acknowledgements of many requests into one transaction (``Writes``, stored by
+``write``, or on SQLite by ``write_sqlite`` straight through the driver).
 
 Message states: ``queued`` (stored, not delivered yet) → ``delivered`` (sent to
 the recipient at least once) → ``acked`` (the recipient handled it), or ``dead``
@@ -12,8 +13,9 @@ the recipient at least once) → ``acked`` (the recipient handled it), or ``dead
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -58,6 +60,22 @@ class MessageRow:
     acked_at: datetime | None = None
 
 
+@dataclass
+class Writes:
+    """The message writes of one group commit."""
+
+    inserts: list[MessageRow] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    """(message id, new recipient) of pending messages re-placed in their pool."""
+    delivered: list[tuple[str, int, datetime]] = field(default_factory=list)
+    """(message id, deliveries so far, when) of redeliveries."""
+    acked: list[tuple[str, datetime]] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.moved or self.delivered or self.acked or self.dead)
+
+
 def _row(r: Any) -> MessageRow:
     return MessageRow(r["id"], r["fleet_id"], r["sender"], r["target"] or r["recipient"], r["recipient"],
                       r["payload"], MessageState(r["state"]), r["seq"] or 0, r["attempts"], r["client_id"],
@@ -91,18 +109,46 @@ def by_client_ids(conn: Connection, fleet_id: int, sender: str, client_ids: Sequ
     return {r["client_id"]: _row(r) for r in conn.execute(query).mappings()}
 
 
-# The hot path of durable messaging, on SQLite, skips SQLAlchemy's per-row bind processing
-# (a third of the daemon's CPU per message at thousands per second). The values are stored
-# exactly as the SQLAlchemy types store them (UTCDateTime: naive UTC text; JSON: json.dumps),
-# so every other reader sees the same rows; other databases take the SQLAlchemy path.
+def write(conn: Connection, writes: Writes) -> set[str]:
+    """Store one flush in the caller's transaction: inserts first, then re-placements, deliveries,
+    acknowledgements and dead letters (acked or dead messages are left alone). Returns the ids of
+    new messages refused because their (sender, client id) is taken; all the others are stored."""
+    if _fast(conn):
+        return write_sqlite(conn.connection.driver_connection, writes)  # type: ignore[arg-type]
+    refused: set[str] = set()
+    try:
+        with conn.begin_nested():
+            insert(conn, writes.inserts)
+    except Conflict:  # a rare race of two retries with one id: store the others one by one
+        for row in writes.inserts:
+            try:
+                with conn.begin_nested():
+                    insert(conn, [row])
+            except Conflict:
+                refused.add(row.id)
+    move(conn, writes.moved)
+    mark_delivered(conn, writes.delivered)
+    mark_acked(conn, writes.acked)
+    mark_dead(conn, writes.dead)
+    return refused
+
+
+# The hot path of durable messaging, on SQLite, goes to the driver directly (SQLAlchemy's per-row
+# bind processing and statement machinery cost more than SQLite's own work at thousands of
+# messages per second). The values are stored exactly as the SQLAlchemy types store them
+# (UTCDateTime: naive UTC text; JSON: json.dumps), so every other reader sees the same rows; other
+# databases take the SQLAlchemy path.
 _SQLITE_INSERT_HEAD = ("INSERT INTO messages (id, fleet_id, kind, sender, recipient, target, topic, session_id, "
                        "payload, state, attempts, created_at, seq, client_id) VALUES")
 _SQLITE_ROW = "(?, ?, 'direct', ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?)"
+_SQLITE_SKIP_TAKEN = " ON CONFLICT (fleet_id, sender, client_id) DO NOTHING"
 _SQLITE_CHUNK = 500
 """Rows per statement (11 parameters each, well under SQLite's 32,766)."""
 _SQLITE_PENDING = "state IN ('queued', 'delivered')"
 _SQLITE_DELIVERED = (f"UPDATE messages SET state = 'delivered', attempts = ?, delivered_at = ? WHERE id = ? "
                      f"AND {_SQLITE_PENDING}")
+_SQLITE_MOVED = f"UPDATE messages SET recipient = ? WHERE id = ? AND {_SQLITE_PENDING}"
+_SQLITE_DEAD = f"UPDATE messages SET state = 'dead' WHERE id = ? AND {_SQLITE_PENDING}"
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -114,56 +160,73 @@ def _fast(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
 
 
+def _sqlite_insert(db: sqlite3.Connection, rows: Sequence[MessageRow], *, skip_taken: bool) -> set[str]:
+    """Insert ``rows`` with one multi-row statement per chunk: a single step of SQLite (executemany
+    would step, and release and re-take the GIL, once per row). ``skip_taken``: a row whose
+    (sender, client id) is taken is left out and its id returned; otherwise IntegrityError."""
+    refused: set[str] = set()
+    tail = _SQLITE_SKIP_TAKEN if skip_taken else ""
+    for start in range(0, len(rows), _SQLITE_CHUNK):
+        chunk = rows[start:start + _SQLITE_CHUNK]
+        cursor = db.execute(f"{_SQLITE_INSERT_HEAD} {', '.join([_SQLITE_ROW] * len(chunk))}{tail}", [
+            value for r in chunk for value in (
+                r.id, r.fleet_id, r.sender, r.recipient, r.target, json.dumps(r.payload), r.state.value,
+                r.attempts, _sqlite_time(r.created_at), r.seq, r.client_id)])
+        if cursor.rowcount < len(chunk):  # some were skipped: which ones (rare: a retry raced in)
+            ids = [r.id for r in chunk]
+            stored = {i for (i,) in db.execute(f"SELECT id FROM messages WHERE id IN ({', '.join('?' * len(ids))})",
+                                               ids)}
+            refused.update(i for i in ids if i not in stored)
+    return refused
+
+
+def _sqlite_acked(db: sqlite3.Connection, items: Sequence[tuple[str, datetime]]) -> None:
+    """One statement per chunk, stamped with the newest acknowledgement time of the chunk."""
+    for start in range(0, len(items), _SQLITE_CHUNK):
+        chunk = items[start:start + _SQLITE_CHUNK]
+        db.execute(f"UPDATE messages SET state = 'acked', acked_at = ? WHERE id IN ({', '.join('?' * len(chunk))}) "
+                   f"AND {_SQLITE_PENDING}", (_sqlite_time(max(at for _, at in chunk)), *(i for i, _ in chunk)))
+
+
+def write_sqlite(db: sqlite3.Connection, writes: Writes) -> set[str]:
+    """``write`` on SQLite's own driver connection, in the transaction the caller opened on it."""
+    refused = _sqlite_insert(db, writes.inserts, skip_taken=True) if writes.inserts else set()
+    if writes.moved:
+        db.executemany(_SQLITE_MOVED, [(r, i) for i, r in writes.moved])
+    if writes.delivered:
+        db.executemany(_SQLITE_DELIVERED, [(n, _sqlite_time(at), i) for i, n, at in writes.delivered])
+    if writes.acked:
+        _sqlite_acked(db, writes.acked)
+    if writes.dead:
+        db.executemany(_SQLITE_DEAD, [(i,) for i in writes.dead])
+    return refused
+
+
 def insert(conn: Connection, rows: Sequence[MessageRow]) -> None:
-    """Store new messages (one executemany). Conflict when a (sender, client id) is taken."""
+    """Store new messages. Conflict (and none stored) when a (sender, client id) is taken."""
     if not rows:
         return
-    if _fast(conn):
-        try:
-            # One multi-row statement per chunk: a single step of SQLite (executemany would step,
-            # and release and re-take the GIL, once per row).
-            for start in range(0, len(rows), _SQLITE_CHUNK):
-                chunk = rows[start:start + _SQLITE_CHUNK]
-                values = ", ".join([_SQLITE_ROW] * len(chunk))
-                conn.exec_driver_sql(f"{_SQLITE_INSERT_HEAD} {values}", tuple(
-                    value for r in chunk for value in (
-                        r.id, r.fleet_id, r.sender, r.recipient, r.target, json.dumps(r.payload), r.state.value,
-                        r.attempts, _sqlite_time(r.created_at), r.seq, r.client_id)))
-        except exc.IntegrityError as err:
-            raise Conflict("a message with this sender's id is stored already") from err
-        return
     try:
+        if _fast(conn):
+            _sqlite_insert(conn.connection.driver_connection, rows, skip_taken=False)  # type: ignore[arg-type]
+            return
         conn.execute(_INSERT, [
             {"id": r.id, "fleet_id": r.fleet_id, "kind": "direct", "sender": r.sender, "recipient": r.recipient,
              "target": r.target, "topic": None, "session_id": None, "payload": r.payload, "state": r.state.value,
              "attempts": r.attempts, "created_at": r.created_at, "seq": r.seq, "client_id": r.client_id}
             for r in rows])
-    except exc.IntegrityError as err:
+    except (exc.IntegrityError, sqlite3.IntegrityError) as err:
         raise Conflict("a message with this sender's id is stored already") from err
 
 
 def mark_delivered(conn: Connection, items: Iterable[tuple[str, int, datetime]]) -> None:
     """(message id, attempts so far, when) for each delivery; acked or dead messages are left alone."""
-    items = list(items)
-    if items and _fast(conn):
-        conn.exec_driver_sql(_SQLITE_DELIVERED, [(n, _sqlite_time(at), i) for i, n, at in items])
-        return
     params = [{"m_id": i, "m_attempts": n, "m_at": at} for i, n, at in items]
     if params:
         conn.execute(_DELIVERED, params)
 
 
 def mark_acked(conn: Connection, items: Iterable[tuple[str, datetime]]) -> None:
-    items = list(items)
-    if items and _fast(conn):
-        # One statement per chunk, stamped with the newest acknowledgement time of the chunk.
-        for start in range(0, len(items), _SQLITE_CHUNK):
-            chunk = items[start:start + _SQLITE_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            conn.exec_driver_sql(f"UPDATE messages SET state = 'acked', acked_at = ? WHERE id IN ({marks}) "
-                                 f"AND {_SQLITE_PENDING}",
-                                 (_sqlite_time(max(at for _, at in chunk)), *(i for i, _ in chunk)))
-        return
     params = [{"m_id": i, "m_at": at} for i, at in items]
     if params:
         conn.execute(_ACKED, params)

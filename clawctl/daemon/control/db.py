@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from clawctl.errors import ClawctlError
-from clawctl.registry.engine import Registry
+from clawctl.errors import ClawctlError, DaemonUnavailable
+from clawctl.registry.engine import Registry, translating
 
 log = logging.getLogger("clawctl.daemon.control")
 
 T = TypeVar("T")
+
+RawWork = Callable[[Connection, "sqlite3.Connection | None"], T]
+"""``fn(conn, raw)`` of ``post``: ``raw`` is SQLite's own connection when the transaction is open on
+it (then only ``raw`` may be used), else None (use ``conn``)."""
 
 
 CHECKPOINT_SECONDS = 1.0
@@ -68,6 +73,46 @@ class Database:
         """Queue ``fn(conn)`` now (from the event loop) without waiting: it runs before anything
         queued later. The future holds its result or exception."""
         return asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+
+    def post(self, fn: RawWork[T], done: Callable[[T | None, BaseException | None], None]) -> None:
+        """Queue ``fn`` (from the event loop) to run in its own transaction after everything queued
+        before; ``done(result, error)`` then runs on the event loop. Nothing is awaited: the hot
+        path of messages uses it once per group commit. On SQLite the transaction is opened and
+        committed on the driver connection itself (BEGIN IMMEDIATE … COMMIT), without SQLAlchemy's
+        transaction machinery; it is as durable as every other commit of this connection."""
+        loop = asyncio.get_running_loop()
+
+        def work() -> None:
+            try:
+                result = self._call_raw(fn)
+            except BaseException as exc:  # noqa: BLE001 - handed to done() on the loop
+                loop.call_soon_threadsafe(done, None, exc)
+                return
+            loop.call_soon_threadsafe(done, result, None)
+
+        try:
+            self._executor.submit(work)
+        except RuntimeError:  # shut down: the daemon is stopping
+            loop.call_soon(done, None, DaemonUnavailable("the daemon is stopping"))
+
+    def _call_raw(self, fn: RawWork[T]) -> T:
+        if self._conn is None:
+            self._conn = self.registry.row_connection(synchronous_normal=True)
+        conn = self._conn
+        if conn.dialect.name != "sqlite":
+            with self.registry.row_transaction(conn) as inside:
+                return fn(inside, None)
+        raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+        with translating(self.registry.where, timeout=self.registry.timeout):
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, raw)
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+            return result
 
     def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Like ``run``, from a thread outside the event loop (startup, tests)."""
