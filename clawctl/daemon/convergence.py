@@ -15,9 +15,16 @@ from clawctl.config.normalize import canonical_json
 from clawctl.policies.supervision import AgentState, standby_slots
 
 
+PROCESS_KEYS = ("command", "env", "isolation")
+"""The parts of a pool's spec a running process was started from. Changing one replaces the
+pool's agents (a rolling update); anything else (replicas, balancing, failover, …) applies to
+the running agents as they are."""
+
+
 def spec_hash(document: dict[str, Any]) -> str:
-    """Identity of a pool's spec: agents running another hash are replaced (rollout)."""
-    return hashlib.sha256(canonical_json(document.get("spec", {})).encode()).hexdigest()[:16]
+    """Identity of what a pool's processes run: agents started from another hash are out of date."""
+    spec = document.get("spec", {})
+    return hashlib.sha256(canonical_json({k: spec[k] for k in PROCESS_KEYS if k in spec}).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import signal
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from clawctl.config.build import build_pool
 from clawctl.config.model import AgentPool
+from clawctl.config.normalize import canonical_json
 from clawctl.daemon.control.directory import AgentView, Directory, PoolView
 from clawctl.daemon.convergence import spec_hash
 from clawctl.daemon.paths import agent_log_dir, agent_workdir, control_socket, ready_file
@@ -29,11 +31,16 @@ from clawctl.policies.restart import ExitInfo, classify_exit, decide_restart
 from clawctl.protocol.auth import ProcessStamp, new_token, token_digest
 from clawctl.policies.supervision import (
     ACTIVE,
+    FAILURE_STOPS,
+    LIVE,
     AgentState,
     DesiredPool,
     ObservedAgent,
+    Role,
+    RoleChange,
     StopReason,
     plan_processes,
+    resolve_max_surge,
     resolve_max_unavailable,
     standby_slots,
 )
@@ -104,6 +111,10 @@ class Reconciler:
         self._next_quota_check = 0.0
         self._next_log_rotation = 0.0
         self._next_event_prune = 0.0
+        self.cordons: set[tuple[int, str]] = set()
+        """(fleet id, pool or ``*``) drained by the operator, from the registry's ``cordons``."""
+        self._handoffs: dict[str, str] = {}
+        self._degraded: set[tuple[str, str]] = set()
         self.check_registry = True
         """Set by wake-ups from apply and commands; the periodic pass also looks now and then."""
 
@@ -112,6 +123,7 @@ class Reconciler:
         """Load agent rows of a previous daemon and re-adopt the processes still running."""
         with self.registry.reading() as conn:
             rows = store.load_agents(conn) if conn is not None else []
+            self.cordons = store.load_cordons(conn) if conn is not None else set()
         self._refresh_desired(force=True)
         now = self.clock()
         for row in rows:
@@ -125,7 +137,7 @@ class Reconciler:
                 state=state, spec_hash=row.spec_hash or "", started_at=row.started_at,
                 next_start_at=row.next_start_at, restarts=row.restarts, last_exit=row.last_exit_reason,
                 last_exit_code=row.last_exit_code, message=row.message or "", enforcement=row.enforcement,
-                token_digest=row.token_digest,
+                token_digest=row.token_digest, role=_role(row.role), drain_deadline=row.drain_deadline,
             )
             if row.pid is not None and row.process_started is not None and state in ACTIVE:
                 proc = self.launcher.adopt(row.pid, row.process_started, agent_id=row.agent_id,
@@ -135,11 +147,13 @@ class Reconciler:
                 if proc is not None:
                     stopping = state is AgentState.STOPPING
                     grace = pool.policies.drain.grace_period if pool else ADOPTED_STOP_GRACE
-                    record = record.evolve(process=proc, state=AgentState.STOPPING if stopping else AgentState.RUNNING,
-                                           stop_deadline=now + grace if stopping else None)
+                    kept = state if state in (AgentState.STOPPING, AgentState.DRAINING) else AgentState.RUNNING
+                    record = record.evolve(process=proc, state=kept, stop_deadline=now + grace if stopping else None,
+                                           drain_deadline=(record.drain_deadline or now)
+                                           if kept is AgentState.DRAINING else None)
                     self._by_pid[proc.pid] = record.key
                     self._event(record, "Adopted", f"re-adopted pid {proc.pid}")
-                elif state is AgentState.STOPPING:
+                elif state in (AgentState.STOPPING, AgentState.DRAINING):
                     self._event(record, "Stopped", "ended while the daemon was away")
                     self._forget(record)
                     continue
@@ -210,7 +224,8 @@ class Reconciler:
             self.records[record.key] = self._after_exit(record.evolve(state=AgentState.RUNNING), info, now,
                                                         reason="Exited", text=info.describe())
             return
-        if record.state is AgentState.STOPPING:
+        if record.state in (AgentState.STOPPING, AgentState.DRAINING):
+            # Ended while draining (before its SIGTERM): it was on its way out anyway.
             self._event(record, "Stopped", f"{info.describe()} ({record.stop_reason.value if record.stop_reason else 'stop'})")
             self._forget(record)
             return
@@ -243,6 +258,11 @@ class Reconciler:
         for record in list(self.records.values()):
             if record.state is AgentState.STARTING and record.started_at is not None:
                 self._check_ready(record, now)
+            elif record.state is AgentState.DRAINING:
+                handed_over = self.directory is None or self.directory.handed_over(record.key)
+                if handed_over or (record.drain_deadline is not None and now >= record.drain_deadline):
+                    why = "sessions handed over" if handed_over else "drain deadline reached"
+                    self._terminate(record, now, why)
             elif record.state is AgentState.STOPPING and record.stop_deadline is not None \
                     and now >= record.stop_deadline and record.process is not None:
                 self.launcher.signal(record.process, signal.SIGKILL)
@@ -362,8 +382,9 @@ class Reconciler:
         for document in store.pool_documents(conn, head.fleet_id):
             name = document["metadata"]["name"]
             digest = spec_hash(document)
+            whole = canonical_json(document.get("spec", {}))
             cached = self._pool_cache.get((head.name, name))
-            if cached is not None and cached[0] == digest:
+            if cached is not None and cached[0] == whole:
                 _, model, desired = cached
             else:
                 model = build_pool(name, document["spec"], {})
@@ -372,8 +393,9 @@ class Reconciler:
                     standbys=standby_slots(model.policies.failover.strategy.value, model.policies.failover.standbys),
                     priority=model.priority, depends_on=model.depends_on,
                     max_unavailable=resolve_max_unavailable(model.policies.rollout.max_unavailable, model.replicas),
+                    max_surge=resolve_max_surge(model.policies.rollout.max_surge, model.replicas),
                 )
-                self._pool_cache[(head.name, name)] = (digest, model, desired)
+                self._pool_cache[(head.name, name)] = (whole, model, desired)
             pools.append(desired)
             specs[name] = model
         return DesiredFleet(head.name, head.fleet_id, head.revision or 0, tuple(pools), specs)
@@ -400,9 +422,9 @@ class Reconciler:
         fleets = set(self.desired) | {r.fleet for r in self.records.values()}
         for fleet in sorted(fleets):
             desired = self.desired.get(fleet)
-            pools = list(desired.pools) if desired else []
+            pools = [self._with_cordon(desired.fleet_id, p) for p in desired.pools] if desired else []
             observed = [
-                ObservedAgent(r.agent_id, r.pool, r.slot, r.state, r.spec_hash, r.next_start_at)
+                ObservedAgent(r.agent_id, r.pool, r.slot, r.state, r.spec_hash, r.next_start_at, r.role)
                 for r in self.records.values() if r.fleet == fleet
             ]
             removed_deps = {
@@ -410,15 +432,61 @@ class Reconciler:
                 if f == fleet and (desired is None or pool not in desired.specs)
             }
             plan = plan_processes(pools, observed, now=now, start_budget=budget, removed_depends_on=removed_deps)
+            self._change_roles(fleet, plan.roles)
             for stop in plan.stops:
                 self._stop(self.records[f"{fleet}/{stop.agent_id}"], stop.reason, now)
             for start in plan.starts:
-                if desired is not None and self._start(desired, start.agent_id, start.pool, start.slot, now):
+                if desired is not None and self._start(desired, start.agent_id, start.pool, start.slot, now,
+                                                       role=start.role):
                     budget -= 1
             wake = _earliest(wake, plan.wake_at)
+            if desired is not None:
+                self._note_degraded(desired, pools)
         return wake
 
-    def _start(self, fleet: DesiredFleet, agent_id: str, pool_name: str, slot: int, now: float) -> bool:
+    def _with_cordon(self, fleet_id: int, pool: DesiredPool) -> DesiredPool:
+        cordoned = (fleet_id, pool.name) in self.cordons or (fleet_id, store.FLEET_WIDE) in self.cordons
+        return dataclasses.replace(pool, cordoned=True) if cordoned else pool
+
+    def _change_roles(self, fleet: str, changes: tuple[RoleChange, ...]) -> None:
+        """Promote ready standbys over failed primaries (and demote the failed ones) at once;
+        the failed primary's sessions are handed to the standby that took its place."""
+        promoted = [c for c in changes if c.role is Role.PRIMARY]
+        demoted = [c for c in changes if c.role is Role.STANDBY]
+        for change in changes:
+            record = self.records[f"{fleet}/{change.agent_id}"]
+            self.records[record.key] = record.evolve(role=change.role)
+            self._dirty.add(record.key)
+            if change.role is Role.PRIMARY:
+                self._event(record, "Promoted", "hot standby now serves in place of a failed primary"
+                            if demoted else "standby now serves (the pool needs another primary)")
+            else:
+                self._event(record, "Demoted", "now the pool's standby")
+        for failed, standby in zip(demoted, promoted):
+            self._handoffs[f"{fleet}/{failed.agent_id}"] = f"{fleet}/{standby.agent_id}"
+
+    def _note_degraded(self, fleet: DesiredFleet, pools: list[DesiredPool]) -> None:
+        """Record when a ``degrade`` pool falls below ``minReady`` ready agents, and when it recovers."""
+        for pool in pools:
+            model = fleet.specs[pool.name]
+            failover = model.policies.failover
+            if failover.strategy.value != "degrade" or failover.min_ready <= 0:
+                continue
+            ready = sum(1 for r in self.records.values() if r.fleet == fleet.name and r.pool == pool.name
+                        and r.state is AgentState.RUNNING and r.role is not Role.STANDBY)
+            key = (fleet.name, pool.name)
+            if ready < failover.min_ready and key not in self._degraded and not pool.cordoned:
+                self._degraded.add(key)
+                target = failover.fallback_pool
+                self._pool_event(fleet.name, pool.name, "Degraded",
+                                 f"{ready} ready, minReady {failover.min_ready}; new sessions "
+                                 + (f"go to pool {target}" if target else "are refused"), "warning")
+            elif ready >= failover.min_ready and key in self._degraded:
+                self._degraded.discard(key)
+                self._pool_event(fleet.name, pool.name, "Recovered", f"{ready} ready (minReady {failover.min_ready})")
+
+    def _start(self, fleet: DesiredFleet, agent_id: str, pool_name: str, slot: int, now: float, *,
+               role: Role = Role.PRIMARY) -> bool:
         model = fleet.specs[pool_name]
         desired = next(p for p in fleet.pools if p.name == pool_name)
         key = f"{fleet.name}/{agent_id}"
@@ -435,7 +503,7 @@ class Reconciler:
             limits=model.policies.isolation, cgroup_parent=f"clawctl/{fleet.name}",
         )
         base = previous or AgentRecord(fleet=fleet.name, fleet_id=fleet.fleet_id, agent_id=agent_id, pool=pool_name,
-                                       slot=slot, state=AgentState.STARTING, spec_hash=desired.spec_hash)
+                                       slot=slot, state=AgentState.STARTING, spec_hash=desired.spec_hash, role=role)
         self._dirty.add(key)
         try:
             spec.workdir.mkdir(parents=True, exist_ok=True)
@@ -451,7 +519,8 @@ class Reconciler:
         restarts = base.restarts + (1 if previous is not None else 0)
         record = base.evolve(state=AgentState.STARTING, process=proc, started_at=now, next_start_at=None,
                              spec_hash=desired.spec_hash, restarts=restarts, fleet_id=fleet.fleet_id, message="",
-                             enforcement=dict(proc.enforcement), token_digest=token_digest(key, token))
+                             enforcement=dict(proc.enforcement), token_digest=token_digest(key, token),
+                             drain_deadline=None, successor=False)
         self.records[key] = record
         self._by_pid[proc.pid] = key
         self._event(record, "Started", f"pid {proc.pid}" + (f" (restart {restarts})" if previous else ""))
@@ -465,29 +534,50 @@ class Reconciler:
                 continue
             desired = self.desired.get(record.fleet)
             pool = next((p for p in desired.pools if p.name == record.pool), None) if desired else None
-            if pool is None or record.slot >= pool.slots:
+            if pool is None or record.slot >= pool.slots or self._with_cordon(record.fleet_id, pool).cordoned:
                 self._forget(record)
 
-    def _stop(self, record: AgentRecord, reason: StopReason, now: float) -> None:
+    def _stop(self, record: AgentRecord, reason: StopReason, now: float, *, grace: float | None = None,
+              successor: bool | None = None) -> None:
+        """Stop an agent. A failing one (hung, over its disk quota) or one still starting gets
+        SIGTERM at once; any other is first drained: cordoned while the control server moves
+        its sessions to peers, then stopped when they are handed over or at ``now + grace``."""
         if record.process is None:
             self._forget(record)
             return
+        if record.state is AgentState.DRAINING or record.state is AgentState.STOPPING:
+            return
         model = self._pool_model(record.fleet, record.pool)
-        grace = model.policies.drain.grace_period if model else 30.0
+        grace = grace if grace is not None else (model.policies.drain.grace_period if model else 30.0)
+        if reason in FAILURE_STOPS or record.state is not AgentState.RUNNING or self.directory is None:
+            self.records[record.key] = record.evolve(stop_reason=reason, drain_grace=grace)
+            self._terminate(self.records[record.key], now, reason.value)
+            return
+        if successor is None:
+            successor = reason is StopReason.SPEC_CHANGED
+        self.records[record.key] = record.evolve(state=AgentState.DRAINING, stop_reason=reason,
+                                                 drain_deadline=now + grace, drain_grace=grace, successor=successor)
+        self._dirty.add(record.key)
+        self._event(record, "Draining", f"{reason.value}; moving its sessions to peers (up to {grace:g}s)")
+
+    def _terminate(self, record: AgentRecord, now: float, why: str) -> None:
+        """SIGTERM now; SIGKILL to the whole tree after the grace period."""
+        assert record.process is not None
+        model = self._pool_model(record.fleet, record.pool)
+        grace = record.drain_grace if record.drain_grace is not None else (
+            model.policies.drain.grace_period if model else 30.0)
         self.launcher.signal(record.process, signal.SIGTERM)
         self.records[record.key] = record.evolve(state=AgentState.STOPPING, stop_deadline=now + grace,
-                                                 stop_reason=reason)
+                                                 drain_deadline=None)
         self._dirty.add(record.key)
-        self._event(record, "Stopping", f"{reason.value}; SIGTERM, {grace:g}s grace")
+        self._event(record, "Stopping", f"{why}; SIGTERM, {grace:g}s grace")
 
     def stop_all(self, *, grace: float | None = None) -> None:
         """Ask every running agent to stop (used by `daemon stop --with-agents`)."""
         now = self.clock()
         for record in list(self.records.values()):
-            if record.state in (AgentState.STARTING, AgentState.RUNNING):
-                self._stop(record, StopReason.POOL_REMOVED, now)
-                if grace is not None:
-                    self.records[record.key] = self.records[record.key].evolve(stop_deadline=now + grace)
+            if record.state in LIVE or record.state is AgentState.DRAINING:
+                self._terminate(record.evolve(drain_grace=grace), now, StopReason.POOL_REMOVED.value)
 
     # ---------------------------------------------------------------- commands
     def _run_commands(self, now: float) -> None:
@@ -496,8 +586,13 @@ class Reconciler:
         if not pending:
             return
         results = []
+        cordons_before = set(self.cordons)
         for command in pending:
-            if command.verb == "retry":
+            if command.verb == "drain":
+                results.append((command.id, self._drain(command, now)))
+            elif command.verb == "uncordon":
+                results.append((command.id, self._uncordon(command)))
+            elif command.verb == "retry":
                 matched = [r for r in list(self.records.values()) if _matches(r, command.target)
                            and r.state in (AgentState.CRASHLOOP, AgentState.EXITED, AgentState.BACKOFF)]
                 for record in matched:
@@ -507,14 +602,75 @@ class Reconciler:
             else:
                 results.append((command.id, f"unknown command {command.verb!r}"))
         with self.registry.writing() as conn:
+            for fleet_id, pool in cordons_before - self.cordons:
+                store.remove_cordons(conn, fleet_id, pool)
+            for fleet_id, pool in sorted(self.cordons - cordons_before):
+                store.add_cordon(conn, fleet_id, pool, actor="clawctl drain")
             for command_id, result in results:
                 store.complete_command(conn, command_id, result)
+
+    def _drain(self, command: store.Command, now: float) -> str:
+        """``drain agent/ID``: hand its sessions over, stop it, start its slot again.
+        ``drain pool/NAME`` / ``fleet/NAME``: cordon, hand over (to the fallbackPool), stop all."""
+        kind, _, name = command.target.partition("/")
+        grace = (command.args or {}).get("grace_period")
+        if kind == "agent":
+            matched = [r for r in self.records.values() if _matches(r, command.target)]
+            if not matched:
+                return f"error: no agent {name}"
+            for record in matched:
+                if record.state in LIVE:
+                    self._stop(record, StopReason.DRAINED, now, grace=grace, successor=True)
+            return f"draining {len(matched)} agent(s)"
+        fleets = [f for f in self.desired.values()
+                  if (kind == "fleet" and f.name == name) or (kind == "pool" and (name in f.specs or any(
+                      f"{f.name}/{p}" == name for p in f.specs)))]
+        if not fleets:
+            return f"error: no {kind} {name}"
+        for fleet in fleets:
+            pool = store.FLEET_WIDE if kind == "fleet" else name.rpartition("/")[2]
+            self.cordons.add((fleet.fleet_id, pool))
+            for record in list(self.records.values()):
+                if record.fleet == fleet.name and (kind == "fleet" or record.pool == pool) and record.state in LIVE:
+                    self._stop(record, StopReason.DRAINED, now, grace=grace, successor=False)
+        return f"cordoned {kind} {name}"
+
+    def _uncordon(self, command: store.Command) -> str:
+        """Lift a drain: a pool or fleet gets its agents again; an agent still draining keeps serving."""
+        kind, _, name = command.target.partition("/")
+        if kind == "agent":
+            resumed = 0
+            for record in list(self.records.values()):
+                if _matches(record, command.target) and record.state is AgentState.DRAINING:
+                    self.records[record.key] = record.evolve(state=AgentState.RUNNING, drain_deadline=None,
+                                                             stop_reason=None, successor=False)
+                    self._dirty.add(record.key)
+                    self._event(record, "Uncordoned", "serving again")
+                    resumed += 1
+            return f"uncordoned {resumed} agent(s)"
+        lifted = 0
+        for fleet in self.desired.values():
+            for entry in list(self.cordons):
+                if entry[0] != fleet.fleet_id:
+                    continue
+                if kind == "fleet" and fleet.name == name or kind == "pool" and name.rpartition("/")[2] == entry[1] \
+                        and ("/" not in name or name.partition("/")[0] == fleet.name):
+                    self.cordons.discard(entry)
+                    self._pool_event(fleet.name, entry[1] if entry[1] != store.FLEET_WIDE else fleet.name,
+                                     "Uncordoned", f"{kind} {name} takes agents again")
+                    lifted += 1
+        return f"uncordoned {kind} {name}" if lifted else f"{kind} {name} was not cordoned"
 
     # --------------------------------------------------------------- recording
     def _event(self, record: AgentRecord, reason: str, message: str, level: str = "info") -> None:
         self._events.append(Event(self.clock(), record.fleet, record.agent_id, reason, message, level))
         log.log(logging.WARNING if level == "warning" else logging.INFO, "%s/%s %s: %s", record.fleet,
                 record.agent_id, reason, message)
+
+    def _pool_event(self, fleet: str, target: str, reason: str, message: str, level: str = "info") -> None:
+        self._events.append(Event(self.clock(), fleet, target, reason, message, level))
+        log.log(logging.WARNING if level == "warning" else logging.INFO, "%s/%s %s: %s", fleet, target, reason,
+                message)
 
     def _forget(self, record: AgentRecord) -> None:
         self.records.pop(record.key, None)
@@ -548,16 +704,18 @@ class Reconciler:
             proc = record.process
             if proc is None or record.token_digest is None:
                 continue
-            desired = self.desired.get(record.fleet)
-            pool = next((p for p in desired.pools if p.name == record.pool), None) if desired else None
-            standby = pool is not None and record.slot >= pool.replicas
             agents[record.key] = AgentView(
                 record.fleet, record.fleet_id, record.agent_id, record.pool, record.slot, record.state.value,
                 ProcessStamp(proc.pid, proc.create_time), record.token_digest,
-                tuple(PurePosixPath(p) for p in proc.cgroups), standby)
+                tuple(PurePosixPath(p) for p in proc.cgroups), record.role is Role.STANDBY,
+                record.state is AgentState.DRAINING, record.successor)
         pools = {(fleet.name, name): PoolView(fleet.name, fleet.fleet_id, fleet.revision, model)
                  for fleet in self.desired.values() for name, model in fleet.specs.items()}
-        self.directory.publish(agents, pools)
+        cordoned = frozenset((fleet.name, p.name) for fleet in self.desired.values() for p in fleet.pools
+                             if self._with_cordon(fleet.fleet_id, p).cordoned)
+        # A handoff matters until the failed agent's sessions were recovered: kept while it has no process.
+        self._handoffs = {old: new for old, new in self._handoffs.items() if old not in agents and new in agents}
+        self.directory.publish(agents, pools, self._handoffs, cordoned)
 
     def _persist(self) -> bool:
         if not self._dirty and not self._removed and not self._events:
@@ -596,8 +754,16 @@ def _row(record: AgentRecord) -> store.AgentRow:
         spec_hash=record.spec_hash, restarts=record.restarts, last_exit_code=record.last_exit_code,
         last_exit_reason=record.last_exit, started_at=record.started_at, next_start_at=record.next_start_at,
         message=record.message or None, enforcement=dict(proc.enforcement) if proc else record.enforcement,
-        token_digest=record.token_digest if proc else None,
+        token_digest=record.token_digest if proc else None, role=record.role.value,
+        drain_deadline=record.drain_deadline,
     )
+
+
+def _role(text: str | None) -> Role:
+    try:
+        return Role(text or Role.PRIMARY.value)
+    except ValueError:
+        return Role.PRIMARY
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from clawctl.config.model import AgentPool
 from clawctl.policies.restart import RestartHistory
-from clawctl.policies.supervision import AgentState, DesiredPool, StopReason
+from clawctl.policies.supervision import AgentState, DesiredPool, Role, StopReason
 from clawctl.runtime.records import AgentProcess
 
 
@@ -36,6 +36,14 @@ class AgentRecord:
     """How the quotas of the last run were held (kept after it exits, for status)."""
     token_digest: str | None = None
     """Digest of the control-socket token of the current process (never the token)."""
+    role: Role = Role.PRIMARY
+    drain_deadline: float | None = None
+    """Draining: when it is stopped even if its sessions are not all handed over yet."""
+    drain_grace: float | None = None
+    """Draining: the SIGTERM → SIGKILL grace once it is stopped (None: the pool's gracePeriod)."""
+    successor: bool = False
+    """Draining: a process will take its slot again (rollout, agent drain), so sessions that
+    find no peer now wait for it rather than being given up."""
 
     @property
     def key(self) -> str:

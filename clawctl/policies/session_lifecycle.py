@@ -154,15 +154,17 @@ class StateAction(str, Enum):
     CLOSE_DROP_STATE = "close-drop-state"    # Closed; state and history deleted, the record kept
 
 
-def state_action(policy: Sessions, event: SessionEvent) -> StateAction:
+def state_action(policy: Sessions, event: SessionEvent, *, hot_standby: bool = False) -> StateAction:
     """What happens to a session and its state on ``event``, from ``retention`` and ``recovery``.
 
     A drain always moves sessions with their state (the agent is healthy and the
-    operator asked for it). A death moves persistent sessions (``recovery:
-    automatic``) or holds them (``manual``); ephemeral ones end with their agent.
+    operator asked for it), and so does a death in a ``hot-standby`` pool (keeping
+    sessions through a failure is what its standby is for). Otherwise a death
+    moves persistent sessions (``recovery: automatic``) or holds them
+    (``manual``); ephemeral ones end with their agent.
     """
     persistent = policy.retention == "persistent"
-    if event is SessionEvent.AGENT_DRAINED:
+    if event is SessionEvent.AGENT_DRAINED or (event is SessionEvent.AGENT_DIED and hot_standby):
         return StateAction.MOVE_WITH_STATE
     if event is SessionEvent.AGENT_DIED:
         if not persistent:

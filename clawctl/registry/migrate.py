@@ -18,7 +18,7 @@ from clawctl.errors import RegistryError
 VERSION_TABLE = "clawctl_schema"
 """Alembic's version table, under a name no other application uses."""
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 """Every schema revision this clawctl knows, oldest first (a test checks it against the scripts)."""
 
 HEAD = REVISIONS[-1]

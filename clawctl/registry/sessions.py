@@ -243,18 +243,22 @@ def count_unclaimed_by_agent(conn: Connection, fleet_id: int, pool: str) -> dict
 # --- owner, activity and state -------------------------------------------------------------------
 
 
-def assign_agent(conn: Connection, session_id: str, agent_id: str, *, from_agent: str | None = None) -> None:
+def assign_agent(conn: Connection, session_id: str, agent_id: str, *, from_agent: str | None = None,
+                 pool: str | None = None) -> None:
     """Place an Open or Orphaned session on ``agent_id`` (it becomes Open), keeping state and history.
 
     For failover and drain. Not an interaction: ``last_activity_at`` stays. With
     ``from_agent``, only if the session is still on that agent (Conflict otherwise).
+    With ``pool``, the session also moves to that pool (a drained pool's fallbackPool).
     """
     allowed = (SessionState.OPEN, SessionState.ORPHANED)
     where = [_s.id == session_id, _s.state.in_(_states(allowed))]
     if from_agent is not None:
         where.append(_s.agent_id == from_agent)
-    result = conn.execute(sa.update(sessions).where(*where).values(agent_id=agent_id,
-                                                                   state=SessionState.OPEN.value))
+    values: dict[str, Any] = {"agent_id": agent_id, "state": SessionState.OPEN.value}
+    if pool is not None:
+        values["pool"] = pool
+    result = conn.execute(sa.update(sessions).where(*where).values(**values))
     if not result.rowcount:
         raise _missed(conn, session_id, None, allowed, "move")
 

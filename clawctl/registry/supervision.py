@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from clawctl.registry.tables import agents, commands, events, fleets, pools
+from clawctl.registry.tables import agents, commands, cordons, events, fleets, pools
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class AgentRow:
     enforcement: dict[str, str] | None
     updated_at: datetime | None = None
     token_digest: str | None = None
+    role: str = "primary"
+    drain_deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Command:
     verb: str
     target: str
     actor: str
+    args: dict[str, Any] | None = None
 
 
 def _now() -> datetime:
@@ -91,7 +94,7 @@ def load_agents(conn: Connection, *, fleet: str | None = None) -> list[AgentRow]
             spec_hash=r["spec_hash"], restarts=r["restarts"], last_exit_code=r["last_exit_code"],
             last_exit_reason=r["last_exit_reason"], started_at=r["started_at"], next_start_at=r["next_start_at"],
             message=r["message"], enforcement=r["enforcement"], updated_at=r["updated_at"],
-            token_digest=r["token_digest"],
+            token_digest=r["token_digest"], role=r["role"] or "primary", drain_deadline=r["drain_deadline"],
         ))
     return out
 
@@ -113,6 +116,7 @@ def save_agents(conn: Connection, rows: Sequence[AgentRow], removed: Iterable[st
             "last_exit_code": r.last_exit_code, "last_exit_reason": r.last_exit_reason,
             "started_at": r.started_at, "next_start_at": r.next_start_at, "message": r.message,
             "enforcement": r.enforcement, "updated_at": now, "token_digest": r.token_digest,
+            "role": None if r.role == "primary" else r.role, "drain_deadline": r.drain_deadline,
         }
         if key in existing:
             conn.execute(sa.update(agents).where(agents.c.id == key).values(**values))
@@ -151,16 +155,51 @@ def recent_events(conn: Connection, *, fleet: str | None = None, target: str | N
     return [dict(r) for r in reversed(conn.execute(query).mappings().all())]
 
 
-def enqueue_command(conn: Connection, *, verb: str, target: str, actor: str) -> int:
+def enqueue_command(conn: Connection, *, verb: str, target: str, actor: str,
+                    args: dict[str, Any] | None = None) -> int:
     """Queue an operator command for the daemon; returns its id."""
-    result = conn.execute(sa.insert(commands).values(created_at=_now(), actor=actor, verb=verb, target=target))
+    result = conn.execute(sa.insert(commands).values(created_at=_now(), actor=actor, verb=verb, target=target,
+                                                     args=args))
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
 def pending_commands(conn: Connection) -> list[Command]:
     rows = conn.execute(sa.select(commands).where(commands.c.done_at.is_(None)).order_by(commands.c.id)).mappings()
-    return [Command(r["id"], r["verb"], r["target"], r["actor"]) for r in rows]
+    return [Command(r["id"], r["verb"], r["target"], r["actor"], r["args"]) for r in rows]
 
 
 def complete_command(conn: Connection, command_id: int, result: str) -> None:
     conn.execute(sa.update(commands).where(commands.c.id == command_id).values(done_at=_now(), result=result))
+
+
+def command_result(conn: Connection, command_id: int) -> str | None:
+    """What the daemon answered to a queued command, or None while it is pending."""
+    row = conn.execute(sa.select(commands.c.done_at, commands.c.result).where(commands.c.id == command_id)).first()
+    return None if row is None or row.done_at is None else (row.result or "")
+
+
+FLEET_WIDE = "*"
+"""The ``cordons.pool`` of a whole-fleet cordon."""
+
+
+def load_cordons(conn: Connection) -> set[tuple[int, str]]:
+    """Every cordon as (fleet id, pool name or ``*``)."""
+    return {(r.fleet_id, r.pool) for r in conn.execute(sa.select(cordons.c.fleet_id, cordons.c.pool))}
+
+
+def add_cordon(conn: Connection, fleet_id: int, pool: str, *, actor: str) -> bool:
+    """Cordon ``pool`` (``*``: the whole fleet); False when it already was."""
+    exists = conn.execute(sa.select(cordons.c.pool).where(cordons.c.fleet_id == fleet_id,
+                                                          cordons.c.pool == pool)).first()
+    if exists is not None:
+        return False
+    conn.execute(sa.insert(cordons).values(fleet_id=fleet_id, pool=pool, created_at=_now(), actor=actor))
+    return True
+
+
+def remove_cordons(conn: Connection, fleet_id: int, pool: str | None = None) -> int:
+    """Lift the cordon of ``pool`` (``*``: the fleet-wide one; None: every cordon of the fleet)."""
+    query = sa.delete(cordons).where(cordons.c.fleet_id == fleet_id)
+    if pool is not None:
+        query = query.where(cordons.c.pool == pool)
+    return int(conn.execute(query).rowcount or 0)

@@ -124,6 +124,9 @@ agents = sa.Table(
     sa.Column("enforcement", sa.JSON, nullable=True, doc="quota name → enforced | monitored | unlimited"),
     # 0005: the control socket authenticates re-adopted agents by this (never the token itself).
     sa.Column("token_digest", sa.String(64), nullable=True),
+    # 0006: hot-standby roles and drains that survive a daemon restart.
+    sa.Column("role", sa.String(16), nullable=True, doc="primary (NULL), standby or surge"),
+    sa.Column("drain_deadline", sa.Float, nullable=True, doc="Draining: stopped at this time at the latest"),
     sa.Index(None, "fleet_id", "pool"),
 )
 
@@ -239,4 +242,13 @@ commands = sa.Table(
     sa.Column("target", sa.String(255), nullable=False, doc="fleet/NAME, pool/NAME or agent/ID"),
     sa.Column("done_at", UTCDateTime, nullable=True, index=True),
     sa.Column("result", sa.Text, nullable=True),
+    sa.Column("args", sa.JSON, nullable=True, doc="0006: command options (drain --grace-period)"),
+)
+
+cordons = sa.Table(
+    "cordons", metadata,
+    sa.Column("fleet_id", sa.Integer, sa.ForeignKey("fleets.id"), primary_key=True),
+    sa.Column("pool", NAME, primary_key=True, doc="a pool name, or * for the whole fleet"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
 )

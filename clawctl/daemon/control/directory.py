@@ -35,6 +35,10 @@ class AgentView:
     cgroups: tuple[PurePosixPath, ...] = ()
     standby: bool = False
     """A hot standby: running and ready, but given no sessions."""
+    draining: bool = False
+    """Cordoned: takes no new sessions; its sessions move to peers, then it is stopped."""
+    successor: bool = False
+    """Draining only: a new process will take its slot (sessions without a peer wait for it)."""
 
     @property
     def key(self) -> str:
@@ -44,6 +48,11 @@ class AgentView:
     @property
     def running(self) -> bool:
         return self.state == "Running"
+
+    @property
+    def serving(self) -> bool:
+        """Running as a primary (or surge) agent: it may be given sessions."""
+        return self.state == "Running" and not self.standby and not self.draining
 
     def known(self) -> KnownAgent:
         """The agent as ``protocol.auth.authorize`` needs it."""
@@ -67,6 +76,10 @@ class Snapshot:
     version: int = 0
     agents: Mapping[str, AgentView] = field(default_factory=lambda: MappingProxyType({}))
     pools: Mapping[tuple[str, str], PoolView] = field(default_factory=lambda: MappingProxyType({}))
+    handoffs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Failed agent key → the standby promoted in its place: its sessions go there first."""
+    cordoned: frozenset[tuple[str, str]] = frozenset()
+    """(fleet, pool) drained by the operator: new sessions go to its fallbackPool or are refused."""
 
     def pool(self, fleet: str, pool: str) -> PoolView | None:
         return self.pools.get((fleet, pool))
@@ -92,16 +105,22 @@ class Directory:
         self._lock = threading.Lock()
         self._seen: dict[str, SignOfLife] = {}
         self._listeners: list[Callable[[Snapshot], None]] = []
+        self._handed_over: set[str] = set()
+        self.on_handover: Callable[[], None] | None = None
+        """Called (from the control server's thread) when an agent finished its handover."""
 
     @property
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
-    def publish(self, agents: Mapping[str, AgentView], pools: Mapping[tuple[str, str], PoolView]) -> Snapshot:
+    def publish(self, agents: Mapping[str, AgentView], pools: Mapping[tuple[str, str], PoolView],
+                handoffs: Mapping[str, str] | None = None,
+                cordoned: frozenset[tuple[str, str]] = frozenset()) -> Snapshot:
         """Replace the snapshot and tell the listeners (they must not block)."""
         with self._lock:
             snapshot = Snapshot(self._snapshot.version + 1, MappingProxyType(dict(agents)),
-                                MappingProxyType(dict(pools)))
+                                MappingProxyType(dict(pools)), MappingProxyType(dict(handoffs or {})), cordoned)
+            self._handed_over &= {k for k, v in agents.items() if v.draining}
             self._snapshot = snapshot
             listeners = list(self._listeners)
             for key in [k for k in self._seen if k not in agents]:
@@ -120,3 +139,16 @@ class Directory:
 
     def last_seen(self, key: str) -> SignOfLife | None:
         return self._seen.get(key)
+
+    def report_handed_over(self, key: str) -> None:
+        """The control server moved every session of draining agent ``key`` and it has nothing in flight."""
+        with self._lock:
+            if key in self._handed_over:
+                return
+            self._handed_over.add(key)
+            wake = self.on_handover
+        if wake is not None:
+            wake()
+
+    def handed_over(self, key: str) -> bool:
+        return key in self._handed_over

@@ -107,6 +107,10 @@ class SessionService:
         self._processes: dict[str, ProcessStamp] = {}
         self._ewma: dict[str, float] = {}
         self._displaced: set[str] = set()
+        self._draining: dict[str, AgentView] = {}
+        """Agents being drained (cordoned): their sessions are being handed over to peers."""
+        self._drained: set[str] = set()
+        """Drained agents that ended with sessions left: those move (with state) once a peer exists."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         # Owned by the Database thread (read and written only inside db.run functions):
@@ -221,7 +225,28 @@ class SessionService:
         return view
 
     def _accepting(self, view: AgentView) -> bool:
-        return view.running and not view.standby and self._connected.get(view.key, 0) > 0
+        return view.serving and self._connected.get(view.key, 0) > 0
+
+    def _route(self, pool: PoolView) -> PoolView:
+        """Where a new session for ``pool`` goes: the pool itself, or — while it is cordoned or
+        Degraded (failover ``degrade``, fewer ready agents than ``minReady``) — its fallbackPool.
+        Refused with the reason when there is no fallback."""
+        failover = pool.model.policies.failover
+        snapshot = self.directory.snapshot
+        cordoned = (pool.fleet, pool.model.name) in snapshot.cordoned
+        ready = sum(1 for v in snapshot.agents.values()
+                    if v.fleet == pool.fleet and v.pool == pool.model.name and self._accepting(v))
+        degraded = failover.strategy.value == "degrade" and ready < failover.min_ready
+        if not cordoned and not degraded:
+            return pool
+        why = (f"pool {pool.model.name} is drained (clawctl uncordon pool/{pool.model.name} lifts it)" if cordoned
+               else f"pool {pool.model.name} is Degraded: {ready} ready, minReady {failover.min_ready}")
+        if failover.fallback_pool:
+            fallback = snapshot.pool(pool.fleet, failover.fallback_pool)
+            if fallback is not None and (pool.fleet, fallback.model.name) not in snapshot.cordoned:
+                return fallback
+        raise Conflict(f"{why}, and it has no fallbackPool to take new sessions",
+                       hint="wait for its agents to recover (clawctl status), or set failover.fallbackPool")
 
     def _candidates(self, pool: PoolView, *, exclude: frozenset[str] = frozenset()) -> list[Candidate]:
         """The pool's agents for placement (open session counts filled in on the db thread)."""
@@ -297,15 +322,17 @@ class SessionService:
         if caller.agent is not None and fleet != caller.agent.fleet:
             raise await self._deny(caller, "sessions.open", f"{fleet}/{params['pool']}", PolicyDenied(
                 f"agent {caller.agent.key} may not open sessions in another fleet"))
-        pool = self._pool(fleet, params["pool"])
+        asked = self._pool(fleet, params["pool"])
         key: str | None = params.get("key")
+        pool = self._route(asked)
         if caller.agent is not None:
-            decision = may_message(await self._policies_of(fleet, pool), caller.agent.pool, pool.model.name)
-            if not decision.allowed:
-                text = decision.describe(caller.agent.pool, "open sessions in", pool.model.name)
-                raise await self._deny(caller, "sessions.open", f"{fleet}/{pool.model.name}", PolicyDenied(
-                    text, hint=f"add a CommunicationPolicy rule from {caller.agent.pool} with "
-                               f"messages: [{pool.model.name}]"))
+            for target in dict.fromkeys((asked.model.name, pool.model.name)):
+                decision = may_message(await self._policies_of(fleet, pool), caller.agent.pool, target)
+                if not decision.allowed:
+                    text = decision.describe(caller.agent.pool, "open sessions in", target)
+                    raise await self._deny(caller, "sessions.open", f"{fleet}/{target}", PolicyDenied(
+                        text, hint=f"add a CommunicationPolicy rule from {caller.agent.pool} with "
+                                   f"messages: [{target}]"))
         candidates = self._candidates(pool)
         now = self._now()
         eager = pool.model.policies.sessions.creation == "eager"
@@ -416,6 +443,8 @@ class SessionService:
                 hint="an agent may answer only messages of its own sessions"))
         if not pending.future.done():
             pending.future.set_result((caller.key, has_message, params["message"] if has_message else params["error"]))
+            if caller.key in self._draining:
+                self._spawn(self._handover())  # its last answer may complete its handover
         return {"ok": True}
 
     # ---------------------------------------------------------------- show / list
@@ -604,8 +633,12 @@ class SessionService:
                 if pending.agent_key == key:
                     pending.delivered_to = None
         self._displaced |= lost
+        self._drained |= {key for key in lost if key in self._draining and self._draining[key].successor}
+        self._draining = {key: view for key, view in agents.items() if view.draining}
         if self._displaced:
             self._spawn(self._recover())
+        if self._draining:
+            self._spawn(self._handover())
 
     async def _recover(self) -> None:
         """Move, hold or close (by each pool's policy) the active sessions of agents in ``_displaced``."""
@@ -634,7 +667,10 @@ class SessionService:
                         self._occupy(row.fleet_id, row.pool, key, -1)
                         closed.append(row)
                         continue
-                    action = lifecycle.state_action(pool.model.policies.sessions, SessionEvent.AGENT_DIED)
+                    event = SessionEvent.AGENT_DRAINED if key in self._drained else SessionEvent.AGENT_DIED
+                    action = lifecycle.state_action(pool.model.policies.sessions, event,
+                                                    hot_standby=pool.model.policies.failover.strategy.value
+                                                    == "hot-standby")
                     if action is StateAction.HOLD_WITH_STATE:
                         store.hold(conn, row.id)
                         self._occupy(row.fleet_id, row.pool, key, -1)
@@ -644,7 +680,9 @@ class SessionService:
                         self._occupy(row.fleet_id, row.pool, key, -1)
                         closed.append(row)
                     else:
-                        target, _ = self._place_on_db(conn, pool, by_pool[(row.fleet_id, row.pool)], row.key)
+                        target = self._successor_on_db(conn, pool, snapshot.handoffs.get(key))
+                        if target is None:
+                            target, _ = self._place_on_db(conn, pool, by_pool[(row.fleet_id, row.pool)], row.key)
                         if target is None:
                             if live is None:
                                 stuck.add(key)  # waits for an agent with room (or its own restart)
@@ -661,6 +699,7 @@ class SessionService:
             log.warning("could not recover sessions: %s", exc.message)
             return
         self._displaced -= keys - stuck
+        self._drained -= keys - stuck
         for target, row, data in moved:
             log.info("session %s moved from %s to %s", row.id, row.agent_id, target)
             self._push_opened(target, replace(row, agent_id=target), data)
@@ -670,6 +709,82 @@ class SessionService:
                     self._deliver(pending)
         for row in closed:
             self._after_close(replace(row, state=SessionState.CLOSED), None, now_s)
+
+    def _successor_on_db(self, conn: Connection, pool: PoolView, key: str | None) -> str | None:
+        """The standby promoted in place of a failed agent, if it can take one more session (db thread)."""
+        view = self.directory.snapshot.agents.get(key) if key else None
+        if view is None or not self._accepting(view):
+            return None
+        counts = self._counts_on_db(conn, pool.fleet_id, pool.model.name)
+        return view.key if counts.get(view.key, 0) < pool.model.capacity else None
+
+    async def _handover(self) -> None:
+        """Move the Open sessions of draining agents (with their state) to serving peers — or, for
+        a drained pool, to its fallbackPool — and report each agent whose handover is complete:
+        nothing left to move and no message it was given still unanswered. A message already
+        delivered to the draining agent is answered by it; one not yet delivered follows its session."""
+        draining = dict(self._draining)
+        if not draining:
+            return
+        snapshot = self.directory.snapshot
+        exclude = frozenset(draining)
+
+        def targets(view: AgentView) -> tuple[PoolView | None, list[Candidate]]:
+            pool = snapshot.pool(view.fleet, view.pool)
+            if pool is None:
+                return None, []
+            candidates = self._candidates(pool, exclude=exclude)
+            if not any(c.accepts for c in candidates) and (view.fleet, view.pool) in snapshot.cordoned:
+                fallback_name = pool.model.policies.failover.fallback_pool
+                fallback = snapshot.pool(view.fleet, fallback_name) if fallback_name else None
+                if fallback is not None:
+                    return fallback, self._candidates(fallback, exclude=exclude)
+            return pool, candidates
+
+        plans = {key: targets(view) for key, view in draining.items()}
+
+        def work(conn: Connection) -> tuple[list[tuple[str, str, SessionRow, Any]], dict[str, int]]:
+            moved: list[tuple[str, str, SessionRow, Any]] = []
+            left: dict[str, int] = {}
+            for key, (pool, candidates) in plans.items():
+                rows = store.list_sessions(conn, SessionFilter(agent_id=key, states=(SessionState.OPEN,)),
+                                           limit=10_000, newest_first=False).rows
+                stayed = 0
+                for row in rows:
+                    target = None
+                    if pool is not None:
+                        target, _ = self._place_on_db(conn, pool, candidates, row.key)
+                    if target is None:
+                        stayed += 1
+                        continue
+                    store.assign_agent(conn, row.id, target, from_agent=key,
+                                       pool=pool.model.name if pool and pool.model.name != row.pool else None)
+                    self._occupy(row.fleet_id, row.pool, key, -1)
+                    self._occupy(row.fleet_id, pool.model.name if pool else row.pool, target, +1)
+                    moved.append((key, target, row, store.get_state(conn, row.id).data))
+                left[key] = stayed
+            return moved, left
+
+        try:
+            moved, left = await self.db.run(work)
+        except ClawctlError as exc:
+            log.warning("could not hand sessions over: %s", exc.message)
+            return
+        for source, target, row, data in moved:
+            log.info("session %s handed over from %s to %s", row.id, source, target)
+            self._push_opened(target, replace(row, agent_id=target), data)
+            live = draining[source].process
+            for pending in self._pending.values():
+                if pending.session_id == row.id and not (pending.delivered_to and pending.delivered_to.same_as(live)):
+                    pending.agent_key, pending.delivered_to = target, None
+                    self._deliver(pending)
+        for key, view in draining.items():
+            in_flight = any(p.agent_key == key and not p.future.done() for p in self._pending.values())
+            # Sessions that found no peer wait for the agent that will take the slot again (rollout,
+            # agent drain); otherwise nobody will come, so waiting would only delay the stop.
+            waiting = left.get(key, 0) and view.successor
+            if not in_flight and not waiting:
+                self.directory.report_handed_over(key)
 
     # ---------------------------------------------------------------- upkeep
     async def _tick_loop(self) -> None:
@@ -685,6 +800,8 @@ class SessionService:
                     await self._sweep()
                 if self._displaced:
                     await self._recover()
+                if self._draining:
+                    await self._handover()
                 if self.clock() >= next_prune:
                     next_prune = self.clock() + PRUNE_INTERVAL
                     await self._prune()
