@@ -34,8 +34,8 @@ def _root(
 
 def build_app() -> typer.Typer:
     """The CLI with every command registered (explicitly, no import side effects)."""
-    from clawctl.cli import (apply, audit, daemon, delete, diff, events, history, logs, messages, policy, retry,
-                             rollback, schema, sessions, status, validate)
+    from clawctl.cli import (apply, audit, daemon, delete, diff, drain, events, history, logs, messages, policy,
+                             retry, rollback, schema, sessions, status, validate)
 
     app = typer.Typer(
         name="clawctl",
@@ -56,6 +56,8 @@ def build_app() -> typer.Typer:
     app.command("events")(events.events_command)
     app.command("logs")(logs.logs_command)
     app.command("retry")(retry.retry_command)
+    app.command("drain")(drain.drain_command)
+    app.command("uncordon")(drain.uncordon_command)
     app.command("audit")(audit.audit_command)
     app.command("messages")(messages.messages_command)
     app.add_typer(daemon.daemon_app, name="daemon")

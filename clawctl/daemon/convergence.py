@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from clawctl.config.normalize import canonical_json
-from clawctl.policies.supervision import AgentState, standby_slots
+from clawctl.policies.supervision import ACTIVE, AgentState, standby_slots
+
+_PROCESS_STATES = frozenset(s.value for s in ACTIVE)
 
 
 PROCESS_KEYS = ("command", "env", "isolation")
@@ -35,6 +37,7 @@ class AgentView:
     slot: int
     state: str
     spec_hash: str | None
+    role: str = "primary"
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,20 @@ class PoolProgress:
     restarting: int
     crash_looping: int
     state: str
+    outdated: int = 0
+    """Agents still running a spec other than the pool's current one (a rolling update replaces them)."""
 
     @property
     def converged(self) -> bool:
-        return self.ready >= self.desired and self.standbys_ready >= self.standbys_desired
+        if self.state == "Drained":
+            return True
+        return self.ready >= self.desired and self.standbys_ready >= self.standbys_desired and not self.outdated
 
 
-def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentView]) -> list[PoolProgress]:
-    """Progress of every pool in ``documents`` (normalized AgentPool documents)."""
+def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentView],
+                  cordoned: frozenset[str] = frozenset()) -> list[PoolProgress]:
+    """Progress of every pool in ``documents`` (normalized AgentPool documents); pools named in
+    ``cordoned`` were drained by the operator and are done once they have no agents left."""
     by_pool: dict[str, list[AgentView]] = {}
     for agent in agents:
         by_pool.setdefault(agent.pool, []).append(agent)
@@ -68,19 +77,27 @@ def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentVie
         digest = spec_hash(document)
         rows = by_pool.get(name, [])
         current = [a for a in rows if a.state == AgentState.RUNNING.value and a.spec_hash == digest]
-        ready = sum(1 for a in current if a.slot < replicas)
-        standby_ready = sum(1 for a in current if replicas <= a.slot < replicas + standbys)
+        ready = sum(1 for a in current if a.role == "primary" and a.slot < replicas + standbys)
+        standby_ready = sum(1 for a in current if a.role == "standby" and a.slot < replicas + standbys)
         restarting = sum(1 for a in rows if a.state == AgentState.BACKOFF.value)
         looping = sum(1 for a in rows if a.state == AgentState.CRASHLOOP.value)
-        if looping:
+        outdated = sum(1 for a in rows if a.spec_hash != digest and a.state in _PROCESS_STATES)
+        serving = sum(1 for a in rows if a.state == AgentState.RUNNING.value and a.role != "standby")
+        min_ready = int(failover.get("minReady", 0)) if failover.get("strategy") == "degrade" else 0
+        if name in cordoned:
+            left = sum(1 for a in rows if a.state in _PROCESS_STATES)
+            state = f"Draining {left} agent(s)" if left else "Drained"
+        elif serving < min_ready and rows:
+            state = "Degraded"
+        elif looping:
             state = "CrashLoop"
         elif ready >= replicas and standby_ready >= standbys:
             state = "Ready"
         elif restarting:
             state = "Restarting"
-        elif any(a.spec_hash != digest for a in rows):
+        elif outdated:
             state = "Updating"
         else:
             state = "Starting" if rows or replicas else "Ready"
-        out.append(PoolProgress(name, replicas, ready, standbys, standby_ready, restarting, looping, state))
+        out.append(PoolProgress(name, replicas, ready, standbys, standby_ready, restarting, looping, state, outdated))
     return out

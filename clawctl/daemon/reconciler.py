@@ -26,6 +26,7 @@ from clawctl.daemon.control.directory import AgentView, Directory, PoolView
 from clawctl.daemon.convergence import spec_hash
 from clawctl.daemon.paths import agent_log_dir, agent_workdir, control_socket, ready_file
 from clawctl.daemon.records import AgentRecord, DesiredFleet, Event
+from clawctl.daemon.targets import target_matches
 from clawctl.errors import ClawctlError
 from clawctl.policies.restart import ExitInfo, classify_exit, decide_restart
 from clawctl.protocol.auth import ProcessStamp, new_token, token_digest
@@ -736,14 +737,7 @@ class Reconciler:
 
 
 def _matches(record: AgentRecord, target: str) -> bool:
-    kind, _, name = target.partition("/")
-    if kind == "fleet":
-        return record.fleet == name
-    if kind == "pool":
-        return record.pool == name or f"{record.fleet}/{record.pool}" == name
-    if kind == "agent":
-        return record.agent_id == name or record.key == name
-    return False
+    return target_matches(target, fleet=record.fleet, pool=record.pool, agent_id=record.agent_id)
 
 
 def _row(record: AgentRecord) -> store.AgentRow:

@@ -22,14 +22,22 @@ def fleet_progress(registry: Registry, fleet: str) -> list[PoolProgress]:
         head = next((h for h in store.fleet_heads(conn) if h.name == fleet), None)
         documents = store.pool_documents(conn, head.fleet_id) if head else []
         rows = store.load_agents(conn, fleet=fleet)
-    views = [AgentView(r.pool, r.slot, r.state, r.spec_hash) for r in rows]
-    progress = pool_progress(documents, views)
+        cordoned = cordoned_pools(store.load_cordons(conn), head.fleet_id, documents) if head else frozenset()
+    views = [AgentView(r.pool, r.slot, r.state, r.spec_hash, r.role) for r in rows]
+    progress = pool_progress(documents, views, cordoned)
     names = {p.pool for p in progress}
     leftovers = [r for r in rows if r.pool not in names]
     if leftovers:
         progress.append(PoolProgress("(removed pools)", 0, 0, 0, 0, 0, 0,
                                      f"Stopping {len(leftovers)} agent(s)"))
     return progress
+
+
+def cordoned_pools(cordons: set[tuple[int, str]], fleet_id: int, documents: list[dict[str, object]]) -> frozenset[str]:
+    """Names of the fleet's pools under a pool or fleet-wide cordon."""
+    if (fleet_id, store.FLEET_WIDE) in cordons:
+        return frozenset(str(d["metadata"]["name"]) for d in documents)  # type: ignore[index]
+    return frozenset(pool for fid, pool in cordons if fid == fleet_id)
 
 
 def converged(progress: list[PoolProgress]) -> bool:

@@ -49,7 +49,8 @@ def render_live(live: FleetLive, *, colors: Palette, agents: bool = True) -> str
     out = io.StringIO()
     rows = []
     for p in live.pools:
-        tint = colors.green if p.state == "Ready" else (colors.red if p.state == "CrashLoop" else colors.yellow)
+        tint = colors.green if p.state == "Ready" else (colors.red if p.state in ("CrashLoop", "Degraded")
+                                                         else colors.yellow)
         standby = f"+{p.standbys_ready}/{p.standbys_desired}" if p.standbys_desired else ""
         rows.append([p.pool, f"{p.ready}/{p.desired}{standby}", str(p.restarting), f"{tint}{p.state}{colors.reset}"])
     if rows:
@@ -57,12 +58,15 @@ def render_live(live: FleetLive, *, colors: Palette, agents: bool = True) -> str
     if agents and live.agents:
         out.write("\n")
         rows = [
-            [a.agent_id, str(a.pid or "-"), a.state, _duration(a.uptime), str(a.restarts), a.last_exit or "-",
-             _bytes(a.rss_bytes), "-" if a.cpu_percent is None else f"{a.cpu_percent:.1f}%", _quotas(a)]
+            [a.agent_id + ("*" if a.outdated else ""), a.role, str(a.pid or "-"), a.state, _duration(a.uptime),
+             str(a.restarts), a.last_exit or "-", _bytes(a.rss_bytes),
+             "-" if a.cpu_percent is None else f"{a.cpu_percent:.1f}%", _quotas(a)]
             for a in live.agents
         ]
-        out.write(format_table(["AGENT", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT", "RSS", "CPU", "QUOTAS"],
-                               rows, indent="  "))
+        out.write(format_table(["AGENT", "ROLE", "PID", "STATE", "UPTIME", "RESTARTS", "LAST EXIT", "RSS", "CPU",
+                                "QUOTAS"], rows, indent="  "))
+        if any(a.outdated for a in live.agents):
+            out.write("  agents marked * run an older spec of their pool; the rolling update replaces them\n")
         problems = [a for a in live.agents if a.state == "CrashLoop" and a.message]
         for a in problems:
             out.write(f"  {colors.red}{a.agent_id}: {a.message}{colors.reset}\n")
