@@ -142,6 +142,7 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
 
     registry = Registry(home=home)
     server: ControlServer | None = None
+    launcher: ProcessLauncher | None = None
     try:
         launcher = ProcessLauncher()
         directory = Directory()
@@ -150,6 +151,7 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
         server = ControlServer(home, registry, directory, cgroup_mounts=lambda: launcher.host.mounts)
         server.start()
         loop = Loop(reconciler)
+        directory.on_handover = loop.wake  # a drained agent's sessions are all moved: stop it now
         info = lock.publish()  # only now: `daemon start` and `apply` wait for this
         log.info("daemon %s started (pid %d) for %s", info.version, info.pid, home)
         loop.start()
@@ -168,6 +170,8 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     finally:
         if server is not None:
             server.stop()
+        if launcher is not None:
+            launcher.close()  # the fork server; agents keep running
         registry.close()
         lock.release()
 

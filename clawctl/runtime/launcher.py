@@ -1,12 +1,14 @@
 """The Launcher seam, and ProcessLauncher: the only code that spawns, signals and
 measures agent processes.
 
-Spawn path (no shell, no preexec_fn, no fd kept by the daemon):
-``os.posix_spawn`` (vfork-based) starts ``python -I -S shim.py`` in a new session
-with stdin=/dev/null and stdout+stderr opened *by the child* on the agent's log
-with O_APPEND; the shim enters the workdir, joins the agent's cgroups, closes
-stray fds, sets rlimits, unshares the network, then execs the agent. The pid and
-create_time are the agent's from the start (exec keeps both).
+Spawn path (no shell, no preexec_fn, no fd kept per agent): the fork server
+(clawctl/runtime/forkserver.py, one ``python -I -S shim.py --serve`` per launcher)
+clones a child of this process in a new session with stdin=/dev/null and
+stdout+stderr on the agent's log (O_APPEND); the child enters the workdir, joins
+the agent's cgroups, closes stray fds, sets rlimits, unshares the network, then
+execs the agent. Where the fork server cannot work, ``os.posix_spawn`` (vfork-based)
+starts ``python -I -S shim.py`` per agent, which takes the same steps. Either way
+the pid and create_time are the agent's from the start (exec keeps both).
 
 Exits: ``reap()`` collects every exited child of this process without blocking
 (``waitpid(-1)`` semantics), so the daemon should call it on SIGCHLD and on its
@@ -32,7 +34,7 @@ import psutil
 
 from clawctl.config.model import Isolation
 from clawctl.errors import RuntimeFailure
-from clawctl.runtime import cgroups, identity, tree, usage
+from clawctl.runtime import cgroups, forkserver, identity, tree, usage
 from clawctl.runtime.cgroups import DEFAULT_PARENT
 from clawctl.runtime.enforcement import DEFAULT_DISK_INTERVAL, QuotaPlan, adopted_enforcement, plan_quotas
 from clawctl.runtime.environment import agent_environment
@@ -45,9 +47,7 @@ _log = logging.getLogger(__name__)
 KILL_WAIT = 5.0
 """How long stop() and release() wait for a SIGKILLed tree to vanish before failing."""
 
-_DEFAULT_SIGNALS = frozenset(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}
-"""Reset to default dispositions in the child: an ignored signal (Python ignores
-SIGPIPE) would otherwise stay ignored across exec."""
+_DEFAULT_SIGNALS = forkserver.DEFAULT_SIGNALS
 
 
 class Launcher(Protocol):
@@ -131,9 +131,9 @@ def resolve_executable(command: str, path: str, workdir: Path) -> str:
     return os.path.abspath(found)
 
 
-def shim_argv(plan: QuotaPlan, *, cgroup_dirs: tuple[Path, ...], workdir: Path, exe: str, argv: tuple[str, ...]) -> list[str]:
-    """The command line that runs the exec shim for one agent (pure)."""
-    command = [sys.executable, "-I", "-S", str(SHIM_PATH), "--cwd", str(workdir)]
+def shim_args(plan: QuotaPlan, *, cgroup_dirs: tuple[Path, ...], workdir: Path, exe: str, argv: tuple[str, ...]) -> list[str]:
+    """The exec shim's arguments for one agent, as the shim and the fork server take them (pure)."""
+    command = ["--cwd", str(workdir)]
     for directory in cgroup_dirs:
         command += ["--cgroup", str(directory)]
     if plan.open_files is not None:
@@ -148,7 +148,9 @@ class ProcessLauncher:
 
     ``host`` skips the host probe (tests share one); ``disk_interval`` is the
     minimum time between two workdir walks of one agent; ``clock`` drives that
-    rate limit and the CPU percentage.
+    rate limit and the CPU percentage; ``fork_server`` False starts the exec shim
+    per agent instead of cloning the fork server. Call ``close()`` when done (it
+    stops the fork server; agents keep running).
     """
 
     def __init__(
@@ -158,8 +160,10 @@ class ProcessLauncher:
         disk_interval: float = DEFAULT_DISK_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         move_self: bool = True,
+        fork_server: bool = True,
     ) -> None:
         self._host = host
+        self._fork_server = forkserver.ForkServer() if fork_server else None
         self._move_self = move_self
         self._disk_interval = disk_interval
         self._clock = clock
@@ -204,11 +208,11 @@ class ProcessLauncher:
             cgroup_dirs = cgroups.create_agent_cgroups(
                 plan, facts, agent_id=spec.agent_id, parent=spec.cgroup_parent or DEFAULT_PARENT
             )
-        command = shim_argv(plan, cgroup_dirs=cgroup_dirs, workdir=spec.workdir, exe=exe, argv=spec.argv)
+        args = shim_args(plan, cgroup_dirs=cgroup_dirs, workdir=spec.workdir, exe=exe, argv=spec.argv)
         log = log_path(spec.log_dir, spec.agent_id)
         try:
             with self._lock:  # reap() must not collect the pid before it is recorded
-                pid = _posix_spawn(command, env, log)
+                pid = self._start(args, env, log)
                 started = identity.create_time(pid) or time.time()
                 proc = AgentProcess(
                     agent_id=spec.agent_id,
@@ -230,6 +234,22 @@ class ProcessLauncher:
                 hint=f"the log file is {log}",
             ) from exc
         return proc
+
+    def close(self) -> None:
+        """Stop the fork server, if one runs (agents keep running; a later spawn starts another)."""
+        if self._fork_server is not None:
+            with self._lock:
+                self._fork_server.close()
+
+    def _start(self, args: list[str], env: dict[str, str], log: Path) -> int:
+        """Start the agent through the fork server, else through the shim. Raises OSError."""
+        server = self._fork_server
+        if server is not None and server.broken is None:
+            try:
+                return server.spawn(args, env, str(log))
+            except forkserver.Unavailable as exc:
+                _log.warning("%s; starting each agent through the exec shim instead", exc)
+        return _posix_spawn([sys.executable, "-I", "-S", str(SHIM_PATH), *args], env, log)
 
     # -- observe and signal --------------------------------------------------------
 
@@ -278,6 +298,13 @@ class ProcessLauncher:
                 if info is None or info.si_pid == 0:
                     break
                 pid = info.si_pid
+                if pid in forkserver.SERVER_PIDS:  # a fork server of this process, not an agent
+                    forkserver.SERVER_PIDS.discard(pid)
+                    try:
+                        os.waitpid(pid, 0)
+                    except ChildProcessError:
+                        pass
+                    continue
                 record = self._records.get(pid)
                 if record is not None and record.child:
                     try:
@@ -457,7 +484,7 @@ def _posix_spawn(argv: list[str], env: dict[str, str], log: Path) -> int:
         )
     except NotImplementedError:  # libc without POSIX_SPAWN_SETSID: the shim calls setsid
         return os.posix_spawn(
-            argv[0], [*argv[:4], "--setsid", "1", *argv[4:]], env,
+            argv[0], [*argv[:4], "--setsid", "1", *argv[4:]], env,  # argv[:4]: python -I -S shim.py
             file_actions=file_actions, setpgroup=0, setsigmask=(), setsigdef=_DEFAULT_SIGNALS,
         )
 

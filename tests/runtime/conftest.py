@@ -132,11 +132,12 @@ class Harness:
         return wait_for(collected, timeout, f"the exit of {proc.agent_id}")
 
 
-@pytest.fixture
-def harness(host: HostFacts, tmp_path: Path) -> Iterator[Harness]:
-    """A real launcher; on teardown every agent it tracks is stopped and reaped, and
-    the test's cgroup parent must be gone."""
-    h = Harness(ProcessLauncher(host=host), tmp_path)
+@pytest.fixture(params=["fork-server", "shim"])
+def harness(host: HostFacts, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """A real launcher, once spawning through its fork server and once through the exec shim
+    per agent; on teardown every agent it tracks is stopped and reaped, and the test's
+    cgroup parent must be gone."""
+    h = Harness(ProcessLauncher(host=host, fork_server=request.param == "fork-server"), tmp_path)
     yield h
     launcher = h.launcher
     for proc in launcher.tracked():
@@ -148,6 +149,7 @@ def harness(host: HostFacts, tmp_path: Path) -> Iterator[Harness]:
     # reap() also retries cgroups whose last process was still exiting at first.
     wait_for(lambda: (launcher.reap() or True) and not launcher.tracked() and not leftovers(), PATIENCE,
              "every child reaped and every cgroup removed")
+    launcher.close()
 
 
 def fake_sites(base: Path, version: int = 1) -> dict[str, CgroupSite]:

@@ -47,3 +47,4 @@ def test_workdir_walks_are_rate_limited(host: HostFacts, tmp_path: Path) -> None
     finally:
         harness.launcher.stop(proc, 1.0)
         harness.wait_exit(proc)
+        harness.launcher.close()
