@@ -110,6 +110,7 @@ def run_round(conn: Connection, senders: list[str], receivers: list[str], count:
         command(conn, session, do="reset")
     results: list[Any] = [None] * len(senders)
     cpu_before = cpu_seconds(procs or {})
+    machine_before = psutil.cpu_times()
     start = time.perf_counter()
 
     def blast(i: int) -> None:
@@ -131,7 +132,11 @@ def run_round(conn: Connection, senders: list[str], receivers: list[str], count:
         time.sleep(0.02)
     elapsed = time.perf_counter() - start
     cpu = {name: (used - cpu_before[name]) / elapsed for name, used in cpu_seconds(procs or {}).items()}
-    return {"total": total, "seconds": elapsed, "senders": results, "receivers": stats, "cpu": cpu}
+    machine_after = psutil.cpu_times()
+    busy = sum(after - before for after, before, field in zip(machine_after, machine_before, machine_after._fields)
+               if field not in ("idle", "iowait"))
+    return {"total": total, "seconds": elapsed, "senders": results, "receivers": stats, "cpu": cpu,
+            "machine": busy / elapsed, "load": os.getloadavg()[0]}
 
 
 def report(title: str, result: dict[str, Any]) -> None:
@@ -144,8 +149,11 @@ def report(title: str, result: dict[str, Any]) -> None:
           f" (worst receiver); send → stored: p50 {max(x[0] for x in store):.2f} ms, "
           f"p99 {max(x[1] for x in store):.2f} ms")
     if result["cpu"]:
+        ours = sum(result["cpu"].values())
         print("  CPU (share of one core, whole round): " + ", ".join(
-            f"{name} {share:.0%}" for name, share in result["cpu"].items()))
+            f"{name} {share:.0%}" for name, share in result["cpu"].items()) +
+            f"; the machine {result['machine']:.0%} of {psutil.cpu_count()} cores, "
+            f"{max(0.0, result['machine'] - ours):.0%} not ours; load average {result['load']:.2f}")
 
 
 def main() -> int:
@@ -173,6 +181,7 @@ def main() -> int:
         try:
             fleet.apply(args.senders, argv=(sys.executable, AGENT), notify=True)
             procs = {"daemon": fleet.daemon()} if fleet.daemon() else {}
+            procs["bench"] = psutil.Process()  # this process: its stats polling is load too
             for agent in fleet.agents():
                 if agent.get("pid"):
                     procs[agent["id"] if "id" in agent else str(agent["pid"])] = psutil.Process(agent["pid"])

@@ -35,6 +35,7 @@ Standard library only (agents import it at every start). See docs/sdk.md.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -97,10 +98,26 @@ So are ``messages.send`` with an ``id`` and ``messages.send_batch`` with one per
 ``events.publish`` and ``state.set`` are not: the caller gets ``ConnectionClosed`` and decides."""
 
 
-def _fresh_id() -> str:
-    """A new id for a message this agent sends: unique (64 random bits after the time) and rising
-    with time, so the daemon's (sender, id) index takes it at its end instead of a random page."""
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+class _Ids:
+    """Ids for the messages this agent sends: unique (a random part per process, then a counter)
+    and rising with time, so the daemon's (sender, id) index takes each at its end instead of on
+    a random page. No system call per id."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+        self._salt = os.urandom(6).hex()
+
+    def fresh(self) -> str:
+        return f"{time.time_ns():016x}{self._salt}{next(self._counter):08x}"
+
+    def reseed(self) -> None:
+        """A forked child must not repeat its parent's ids."""
+        self._salt = os.urandom(6).hex()
+
+
+_IDS = _Ids()
+os.register_at_fork(after_in_child=_IDS.reseed)
+_fresh_id = _IDS.fresh
 
 
 def _retry_safe(method: str, params: Mapping[str, Any] | None) -> bool:

@@ -108,6 +108,9 @@ class MessagingService:
         self.push_peer = push_peer
         self._pending: dict[str, OrderedDict[str, Pending]] = {}  # recipient key -> message id -> pending
         self._seq = 0
+        self._id_suffix = os.urandom(8).hex()
+        """Ends every message id of this daemon's life: ids stay unique should seq ever repeat (a
+        registry restored from a backup) without a system call per message."""
         self._batch = _Batch()
         self._batch_lock = threading.Lock()
         """Guards ``_batch`` and ``_posted``: the event loop fills the batch, the database thread takes it."""
@@ -232,9 +235,10 @@ class MessagingService:
         """Check, store (in one flush) and deliver ``items``; an outcome per item, in order."""
         outcomes: list[dict[str, Any] | ClawctlError | None] = [None] * len(items)
         fresh: list[tuple[int, MessageRow]] = []
+        now = _utc(self.clock())  # the messages of one request share their send time
         for index, item in enumerate(items):
             try:
-                prepared = await self._prepare(caller, fleet, item)
+                prepared = await self._prepare(caller, fleet, item, now)
             except ClawctlError as exc:
                 outcomes[index] = exc
                 continue
@@ -261,7 +265,8 @@ class MessagingService:
                     outcomes[index] = self._accepted(row)
         return [o if o is not None else ClawctlError("not sent") for o in outcomes]
 
-    async def _prepare(self, caller: Caller, fleet: str, item: Mapping[str, Any]) -> MessageRow | dict[str, Any]:
+    async def _prepare(self, caller: Caller, fleet: str, item: Mapping[str, Any],
+                       now: datetime) -> MessageRow | dict[str, Any]:
         """The row to store for ``item``, or the answer of an earlier send with the same id."""
         target: str = item["to"]
         kind, _, name = target.partition("/")
@@ -286,8 +291,8 @@ class MessagingService:
         self._seq += 1
         # Ids rise with seq: the primary key index takes each new message at its end instead of
         # dirtying a random page per message (half the pages a flush writes, with random ids).
-        return MessageRow(f"{self._seq:016x}{os.urandom(8).hex()}", target_pool.fleet_id, sender, target, recipient, item["payload"],
-                          MessageState.QUEUED, self._seq, 0, client_id, _utc(self.clock()))
+        return MessageRow(f"{self._seq:016x}{self._id_suffix}", target_pool.fleet_id, sender, target, recipient,
+                          item["payload"], MessageState.QUEUED, self._seq, 0, client_id, now)
 
     async def _already_stored(self, row: MessageRow) -> dict[str, Any] | None:
         client_id = row.client_id or ""

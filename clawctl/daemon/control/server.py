@@ -11,6 +11,7 @@ and closed; the daemon and every other connection carry on.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -221,6 +222,11 @@ class ControlServer:
                                           push_peer=self._push_peer)
         await self.sessions.start()
         await self.messaging.start()
+        # What the daemon loaded so far lives as long as it: out of the collector's full passes,
+        # which would otherwise walk it all (tens of ms, holding the GIL) every few seconds
+        # under a stream of messages and stall every request meanwhile.
+        gc.collect()
+        gc.freeze()
         server = await asyncio.start_unix_server(self._serve, sock=sock, limit=READ_CHUNK)
         loop = asyncio.get_running_loop()
 
