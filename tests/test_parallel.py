@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 
 import clawctl.parallel as parallel
@@ -23,8 +25,38 @@ def test_small_inputs_do_not_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: object) -> None:
         raise AssertionError("forked for a small input")
 
-    monkeypatch.setattr("multiprocessing.get_context", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
     assert parallel.parallel_map(_square, [1, 2, 3]) == [1, 4, 9]
+
+
+def _fails_on_multiples_of_7(x: int) -> int:
+    if x % 7 == 0 and x > 500:
+        raise ValueError(f"item {x}")
+    return x
+
+
+def test_the_first_failure_in_item_order_is_raised() -> None:
+    with pytest.raises(ValueError, match="item 504"):
+        parallel.parallel_map(_fails_on_multiples_of_7, list(range(1000)))
+
+
+PARENT = os.getpid()
+
+
+def _dies_in_a_worker(x: int) -> int:
+    if x == 777 and os.getpid() != PARENT:
+        os._exit(1)  # a worker killed mid-way (say, by the OOM killer)
+    return -x
+
+
+def test_chunks_of_a_dead_worker_are_done_by_the_caller() -> None:
+    items = list(range(1000))
+    assert parallel.parallel_map(_dies_in_a_worker, items) == [-x for x in items]
+
+
+def test_many_workers_share_the_chunks() -> None:
+    items = list(range(5000))
+    assert parallel.parallel_map(_square, items, max_workers=4) == [x * x for x in items]
 
 
 def test_large_config_sets_load_the_same_in_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

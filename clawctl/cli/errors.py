@@ -8,9 +8,12 @@ one line naming the log file that holds the traceback.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from clawctl.errors import ClawctlError, ExitCode
+
+TYPE_CHECKING = False  # typing is not imported on the fast start path
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def print_error(message: str, hint: str | None = None) -> None:
@@ -26,26 +29,18 @@ def print_error(message: str, hint: str | None = None) -> None:
 
 
 def run_guarded(argv: list[str] | None) -> int:
-    """Run the CLI app and return the process exit code; never lets a traceback reach the user."""
-    from typer import Abort, Exit
-    from typer.exceptions import TyperException
-
+    """Run the CLI and return the process exit code; never lets a traceback reach the user."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        from clawctl.cli.app import build_app
+        from clawctl.cli.fast_path import run_fast
 
-        result = build_app()(args=argv, prog_name="clawctl", standalone_mode=False)
-        return int(result) if isinstance(result, int) else ExitCode.OK
+        code = run_fast(args)
+        return _run_app(args) if code is None else int(code)
     except ClawctlError as exc:
         print_error(exc.message, exc.hint)
         return int(exc.exit_code)
-    except Exit as exc:
-        return int(exc.exit_code)
-    except (KeyboardInterrupt, Abort):
-        sys.stderr.write("\ninterrupted\n")
-        return int(ExitCode.INTERRUPTED)
-    except TyperException as exc:
-        exc.show()  # type: ignore[attr-defined]  # click's ClickException API, vendored by typer
-        return int(getattr(exc, "exit_code", ExitCode.USAGE))
+    except KeyboardInterrupt:
+        return _interrupted()
     except BrokenPipeError:
         return int(ExitCode.OK)
     except Exception:  # noqa: BLE001 - the last line of defence
@@ -53,6 +48,30 @@ def run_guarded(argv: list[str] | None) -> int:
         print_error(f"internal error; the traceback is in {log}",
                     "please report it with that file attached")
         return int(ExitCode.INTERNAL)
+
+
+def _run_app(args: list[str]) -> int:
+    """The typer app for everything the fast path leaves to it; typer's own exits become codes."""
+    from typer import Abort, Exit
+    from typer.exceptions import TyperException
+
+    from clawctl.cli.app import build_app
+
+    try:
+        result = build_app()(args=args, prog_name="clawctl", standalone_mode=False)
+        return int(result) if isinstance(result, int) else ExitCode.OK
+    except Exit as exc:
+        return int(exc.exit_code)
+    except Abort:
+        return _interrupted()
+    except TyperException as exc:
+        exc.show()  # type: ignore[attr-defined]  # click's ClickException API, vendored by typer
+        return int(getattr(exc, "exit_code", ExitCode.USAGE))
+
+
+def _interrupted() -> int:
+    sys.stderr.write("\ninterrupted\n")
+    return int(ExitCode.INTERRUPTED)
 
 
 def _write_crash_log() -> Path | str:

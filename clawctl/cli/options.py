@@ -6,7 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from clawctl.errors import UsageError
+from clawctl.cli.arguments import collect_paths
+
+__all__ = ["FileOption", "PathsArgument", "collect_paths"]
 
 PathsArgument = Annotated[
     Optional[list[str]],
@@ -18,12 +20,3 @@ FileOption = Annotated[
                  show_default=False),
 ]
 
-
-def collect_paths(paths: list[str] | None, files: list[str] | None) -> list[str]:
-    """PATH arguments and -f options together, in order; at least one is required."""
-    combined = list(paths or []) + list(files or [])
-    if not combined:
-        raise UsageError("no config path given", hint="name files or directories, e.g. clawctl validate fleet/")
-    if combined.count("-") > 1:
-        raise UsageError("'-' (standard input) can be given only once")
-    return combined

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from enum import Enum
 from typing import Annotated
 
 import typer
 
-from clawctl.cli.options import FileOption, PathsArgument, collect_paths
-from clawctl.cli.render.style import use_color
-from clawctl.errors import ExitCode
+from clawctl.cli.options import FileOption, PathsArgument
+from clawctl.cli.validate_run import run_validate
 
 
 class ReportFormat(str, Enum):
@@ -32,25 +29,6 @@ def validate_command(
 
     Exit 0 valid, 1 invalid, 2 usage error or unreadable path.
     """
-    from clawctl.cli.render import validation as render
-    from clawctl.config.loader import load_paths
-
-    combined = collect_paths(paths, files)
-    groups = [[p] for p in combined] if each else [combined]
-    results = [load_paths(group) for group in groups]
-    summary = render.summarize(results, strict=strict)
-    diagnostics = [d for r in results for d in r.diagnostics]
-    if output_format is ReportFormat.JSON:
-        text = render.render_json(diagnostics, summary, strict=strict)
-    elif output_format is ReportFormat.GITHUB:
-        text = render.render_github(diagnostics, summary, strict=strict)
-        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if step_summary:
-            with open(step_summary, "a", encoding="utf-8") as fh:
-                fh.write(render.render_step_summary(diagnostics, summary, strict=strict))
-    elif output_format is ReportFormat.JUNIT:
-        text = render.render_junit(results, summary, strict=strict)
-    else:
-        text = render.render_text(diagnostics, summary, strict=strict, color=use_color(sys.stdout))
-    sys.stdout.write(text)
-    return ExitCode.OK if summary.valid else ExitCode.FAILED
+    # Usually not reached: cli/fast_path.py runs validate without typer; this is the
+    # path for --help and for arguments the fast parser leaves to typer.
+    return run_validate(paths, files, output_format=output_format.value, strict=strict, each=each)

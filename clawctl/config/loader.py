@@ -13,8 +13,7 @@ from typing import Any
 
 from clawctl.config.diagnostics import Diagnostic, Location, Severity
 from clawctl.config.model import Fleet
-from clawctl.config.schema import fast_validator, detailed_validator
-from clawctl.config.schema_errors import schema_errors
+from clawctl.config.schema import fast_validator
 from clawctl.config.semantics import Finding, HostFacts, check_fleet
 from clawctl.config.sources import Source, expand_paths, read_source
 from clawctl.config.yaml_documents import Document, parse_source
@@ -74,22 +73,30 @@ class _Checked:
     documents: list[tuple[int, Any]]
     problems: list[Diagnostic]
     schema_failures: list[int]
+    unit_failures: list[int]
 
 
 def _check_source(source: Source | str) -> _Checked:
-    """Read (when given a path), parse and schema-check one source. Runs in worker processes."""
+    """Read (when given a path), parse, schema-check and unit-check one source. Runs in worker processes."""
     if isinstance(source, str):
         source = read_source(source)
     documents, problems = parse_source(source)
     check_fast = fast_validator()
-    failures = []
+    schema_failures = []
+    unit_failures = []
     for document in documents:
         try:
             check_fast(document.data)
         except Exception:  # noqa: BLE001 - any failure means "look closer"; jsonschema explains it
-            failures.append(document.index)
+            schema_failures.append(document.index)
+            continue
+        found = _unit_errors(document)
+        if found:
+            problems += found
+            unit_failures.append(document.index)
     text = documents[0].text if documents else ""
-    return _Checked(source.name, text, [(d.index, d.data) for d in documents], problems, failures)
+    return _Checked(source.name, text, [(d.index, d.data) for d in documents], problems, schema_failures,
+                    unit_failures)
 
 
 def load_sources(sources: Iterable[Source | str], *, host: HostFacts | None = None) -> LoadResult:
@@ -107,17 +114,17 @@ def load_sources(sources: Iterable[Source | str], *, host: HostFacts | None = No
         diagnostics += checked.problems
         count += len(checked.documents)
         for index, data in checked.documents:
+            if index in checked.unit_failures:
+                continue  # its diagnostics are among checked.problems
             document = Document(checked.name, index, data, checked.text)
             if index in checked.schema_failures:
-                found = schema_errors(document, detailed_validator().iter_errors(data))
+                found = _schema_errors(document)
+                if not found:
+                    # jsonschema accepts what the fast check did not: check units as for any valid document.
+                    found = _unit_errors(document)
                 if found:
                     diagnostics += found
                     continue
-            # Per document, so that they show up next to schema errors of other documents.
-            unit_problems = _unit_errors(document)
-            if unit_problems:
-                diagnostics += unit_problems
-                continue
             valid.append(document)
     fleet = None
     # Cross-document checks need every document: on a partial set they would
@@ -134,6 +141,15 @@ def load_sources(sources: Iterable[Source | str], *, host: HostFacts | None = No
         fleet=None if has_error else fleet,
         raw_documents=tuple(d.data for d in valid),
     )
+
+
+def _schema_errors(document: Document) -> list[Diagnostic]:
+    """Every schema error of a document that failed the fast check (jsonschema is slow to import:
+    only invalid documents need it)."""
+    from clawctl.config.schema import detailed_validator
+    from clawctl.config.schema_errors import schema_errors
+
+    return schema_errors(document, detailed_validator().iter_errors(document.data))
 
 
 def _assemble(documents: list[Document], files: list[str], host: HostFacts | None) -> tuple[Fleet | None, list[Diagnostic]]:

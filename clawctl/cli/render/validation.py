@@ -6,7 +6,6 @@ docs/validate-json.md and is stable within ``"version": 1``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,6 +92,8 @@ def diagnostic_json(d: Diagnostic, strict: bool) -> dict[str, object]:
 
 
 def render_json(diagnostics: Sequence[Diagnostic], summary: Summary, *, strict: bool) -> str:
+    import json
+
     return json.dumps({
         "version": 1,
         "valid": summary.valid,
