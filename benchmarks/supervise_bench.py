@@ -1,7 +1,8 @@
 """Supervision quality bars (DESIGN.md §5), side by side with supervisord in one run.
 
     python benchmarks/supervise_bench.py [--quick] [--kills 50] [--ready-kills 40] [--pool 5]
-        [--ready-n 200] [--idle 10] [--agents 1000] [--passes 50] [--skip SECTION] [--rss-breakdown]
+        [--ready-n 200] [--ready-agent plain|echo] [--idle 10] [--agents 1000] [--passes 50]
+        [--skip SECTION] [--rss-breakdown]
 
 1. Crash -> replacement. One clawctl daemon and one supervisord, each keeping a
    pool of ``--pool`` ``sleep 3600`` agents (clawctl: strategy restart, restart
@@ -16,18 +17,21 @@
    is the "first after a stable run", which clawctl replaces at once by design
    (supervisord with startsecs=0 never backs off).
 1b. Crash -> replacement READY. The same, ``--ready-kills`` times, with Python
-   agents (``python -m clawctl.agent.examples.echo``, which calls
-   ``clawctl.agent.notify_ready()`` right after start): clawctl pool with
+   agents (``--ready-agent``: ``plain``, benchmarks/agents/ready.py, calls
+   ``clawctl.agent.notify_ready()`` right after start, the same work under both
+   tools; ``echo``, the echo example, connects through the SDK first under
+   clawctl only): clawctl pool with
    ``health: {readiness: notify}``; supervisord with its default startsecs=1 (a
    timer: RUNNING after 1 s up). Ready = the tool reports the slot ready on the
    new pid, polled every ~1 ms for both (clawctl: registry row Running;
    supervisord: RUNNING over XML-RPC). Also: when the agent said so (mtime of
    clawctl's ready file; supervisord: of the agent's stdout log after its start
    line) and, for clawctl, the time of the ``Ready`` event (the daemon saw it).
-1c. Cold start of ``--ready-n`` (200) Python echo agents, one tool at a time:
+1c. Cold start of ``--ready-n`` (200) of those Python agents, one tool at a time:
    the whole ``clawctl apply f.yaml --wait`` (it starts the daemon; notify
    readiness) against supervisord from its start until getAllProcessInfo shows
-   all RUNNING (polled every 50 ms). Then each supervisor's RSS (and its parts
+   all RUNNING (polled every 50 ms). Also the CPU the agents used in all (for
+   clawctl including each one's setup before its exec). Then each supervisor's RSS (and its parts
    from /proc/PID/status and smaps), fds, and idle CPU over ``--idle`` seconds
    (psutil cpu_times deltas). ``--rss-breakdown`` then runs the same daemon code
    (``python -m clawctl.daemon``) under tracemalloc with an import hook and says
@@ -80,8 +84,14 @@ from _common import ProcessLedger, bench_env, children_of, cmdline, executable, 
 
 AGENT_ARGV = ("sleep", "3600")
 ECHO_ARGV = (sys.executable, "-m", "clawctl.agent.examples.echo", "--role", "bench", "--interval", "3600")
-"""The Python agent of the readiness tests: it calls clawctl.agent.notify_ready() right after start
-(a no-op under supervisord); one heartbeat an hour, so "idle" means idle for both tools."""
+"""``--ready-agent echo``: the echo example. Under clawctl (``CLAWCTL_SOCKET`` set) it imports the
+agent SDK, connects to the daemon and says hello before notify_ready(); under supervisord it only
+calls notify_ready() (a no-op): the two tools' agents then do different work (~55 against ~36 ms
+of CPU each here). One heartbeat an hour, so "idle" means idle for both tools."""
+PLAIN_ARGV = (sys.executable, str(Path(__file__).resolve().parent / "agents" / "ready.py"))
+"""``--ready-agent plain`` (the default): benchmarks/agents/ready.py, the same program and the same
+work under both tools — a start line, notify_ready(), then asleep until SIGTERM."""
+READY_AGENTS = {"plain": PLAIN_ARGV, "echo": ECHO_ARGV}
 RESET_AFTER = 1.0
 """clawctl backoff.resetAfter (s) in the crash test; every victim has run longer than this."""
 POLL = 0.001
@@ -478,11 +488,12 @@ def kill_and_watch(target: Target, slot: int, rng: random.Random) -> None:
     target.samples.append(sample)
 
 
-def crash_bench(tmp: Path, pool: int, kills: int, ready: bool = False) -> tuple[list[Target], dict[str, Any]]:
+def crash_bench(tmp: Path, pool: int, kills: int, ready: bool = False,
+                ready_argv: tuple[str, ...] = PLAIN_ARGV) -> tuple[list[Target], dict[str, Any]]:
     """Section 1 (``ready`` False: sleep agents) or 1b (``ready``: Python echo agents, clawctl
     with readiness notify, supervisord with its default startsecs=1); returns both targets
     with their samples and notes."""
-    argv = ECHO_ARGV if ready else AGENT_ARGV
+    argv = ready_argv if ready else AGENT_ARGV
     name = "crash-ready" if ready else "crash"
     claw = Clawctl(tmp / f"{name}-home", name, ProcessLedger())
     sup = Supervisord(tmp / f"{name}-supervisord", pool, ProcessLedger(), argv=argv, startsecs=None if ready else 0)
@@ -604,15 +615,32 @@ def describe_daemon(proc: psutil.Process) -> dict[str, Any]:
             "threads": proc.num_threads(), "smaps": smaps_top(proc.pid)}
 
 
-def clawctl_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 300.0) -> dict[str, Any]:
-    """Cold start (no daemon) to N echo agents ready (readiness notify): the whole
+def agents_cpu(parent: int, argv: tuple[str, ...]) -> tuple[int, float]:
+    """How many children of ``parent`` run ``argv``, and the CPU seconds they used in all (for
+    clawctl this includes each agent's setup before its exec: exec keeps a process's times)."""
+    count, total = 0, 0.0
+    for pid in children_of(parent):
+        if cmdline(pid) != argv:
+            continue
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        count, total = count + 1, total + times.user + times.system
+    return count, total
+
+
+def clawctl_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 300.0,
+                  argv: tuple[str, ...] = PLAIN_ARGV) -> dict[str, Any]:
+    """Cold start (no daemon) to N Python agents ready (readiness notify): the whole
     ``clawctl apply f.yaml --wait``; then the daemon's RSS and idle CPU."""
     claw = Clawctl(tmp / "ready-home", "ready", ProcessLedger())
-    path = claw.write_fleet(n, ECHO_ARGV, notify=True)
+    path = claw.write_fleet(n, argv, notify=True)
     result: dict[str, Any] = {}
     try:
-        log(f"ready: clawctl apply --wait of {n} Python echo agents (readiness notify), daemon not running")
+        log(f"ready: clawctl apply --wait of {n} Python agents {argv[1:]} (readiness notify), daemon not running")
         cmd = [claw.cli, "apply", str(path), "--wait", "--timeout", str(int(timeout))]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         wall0 = time.time()
         start = time.perf_counter()
         apply = subprocess.Popen(cmd, env=claw.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -620,10 +648,12 @@ def clawctl_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 300.0
         while apply.poll() is None:  # the same 50 ms watch of exec'd children as for supervisord
             daemon = claw.daemon()
             if exec_all is None and daemon is not None and \
-                    sum(1 for pid in children_of(daemon.pid) if cmdline(pid) == ECHO_ARGV) >= n:
+                    sum(1 for pid in children_of(daemon.pid) if cmdline(pid) == argv) >= n:
                 exec_all = time.perf_counter() - start
             time.sleep(0.05)
         result["apply_s"] = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # poll() reaped the CLI: its CPU counts now
+        result["cli_cpu_s"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         _, err = apply.communicate()
         if apply.returncode != 0:
             raise SystemExit(f"clawctl apply --wait exited {apply.returncode}: {err[-800:]}")
@@ -650,6 +680,7 @@ def clawctl_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 300.0
         result["daemon_up_s"] = daemon.create_time() - wall0
         times = daemon.cpu_times()
         result["start_cpu_s"] = times.user + times.system
+        result["agents_cpu"] = agents_cpu(daemon.pid, argv)
         result["first_started_s"] = started[0] - wall0 if started else None
         result["last_started_s"] = started[-1] - wall0 if started else None
         result.update(describe_daemon(daemon))
@@ -664,13 +695,14 @@ def clawctl_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 300.0
             log(f"ready: killed {len(left)} leftover clawctl pids")
 
 
-def supervisord_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 300.0) -> dict[str, Any]:
-    """supervisord with numprocs=N echo agents and its default startsecs (1 s): from its start
+def supervisord_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 300.0,
+                      argv: tuple[str, ...] = PLAIN_ARGV) -> dict[str, Any]:
+    """supervisord with numprocs=N Python agents and its default startsecs (1 s): from its start
     until getAllProcessInfo reports all N RUNNING (polled every 50 ms); then RSS, idle CPU."""
-    sup = Supervisord(tmp / "ready-supervisord", n, ProcessLedger(), argv=ECHO_ARGV, startsecs=None)
+    sup = Supervisord(tmp / "ready-supervisord", n, ProcessLedger(), argv=argv, startsecs=None)
     result: dict[str, Any] = {}
     try:
-        log(f"ready: supervisord with numprocs={n} Python echo agents (startsecs default)")
+        log(f"ready: supervisord with numprocs={n} Python agents {argv[1:]} (startsecs default)")
         wall0 = time.time()
         start = time.perf_counter()
         sup.start()
@@ -699,6 +731,7 @@ def supervisord_ready(tmp: Path, n: int, idle_seconds: float, timeout: float = 3
         proc = psutil.Process(sup.pid)
         times = proc.cpu_times()
         result["start_cpu_s"] = times.user + times.system
+        result["agents_cpu"] = agents_cpu(sup.pid, argv)
         result.update(describe_daemon(proc))
         log(f"ready: supervisord idle CPU over {idle_seconds:g}s")
         result["idle_cpu"] = idle_cpu(proc, idle_seconds)
@@ -830,9 +863,9 @@ def import_steps(module_names: list[str]) -> list[tuple[str, int]]:
     return [(label, size) for label, size in json.loads(proc.stdout)]
 
 
-def rss_breakdown(tmp: Path, n: int) -> dict[str, Any]:
+def rss_breakdown(tmp: Path, n: int, argv: tuple[str, ...] = PLAIN_ARGV) -> dict[str, Any]:
     """Run the daemon (``python -m clawctl.daemon``, foreground, same code) under tracemalloc with
-    an import hook, apply N echo agents, and dump: retained bytes per module as it was imported
+    an import hook, apply N Python agents (``argv``), and dump: retained bytes per module as it was imported
     (exclusive of nested imports), modules per package, biggest allocating files, VmRSS."""
     claw = Clawctl(tmp / "rss-home", "rss", ProcessLedger())
     out, trigger = tmp / "rss-dump.json", tmp / "rss-dump.request"
@@ -847,8 +880,8 @@ def rss_breakdown(tmp: Path, n: int) -> dict[str, Any]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the traced daemon did not start; see {tmp / 'rss-daemon.log'}")
             time.sleep(0.1)
-        log(f"rss breakdown: apply --wait of {n} echo agents to the traced daemon (pid {proc.pid})")
-        claw.apply(n, argv=ECHO_ARGV, notify=True)
+        log(f"rss breakdown: apply --wait of {n} Python agents to the traced daemon (pid {proc.pid})")
+        claw.apply(n, argv=argv, notify=True)
         claw.agents()
         time.sleep(3.0)
         trigger.touch()
@@ -1052,7 +1085,7 @@ def mb(n: int | None) -> str:
 
 def print_crash(targets: list[Target], notes: dict[str, Any], pool: int, kills: int, ready: bool = False) -> None:
     if ready:
-        print(f"\n1b. SIGKILL -> replacement READY ({pool} Python echo agents per tool, {kills} kills each; "
+        print(f"\n1b. SIGKILL -> replacement READY ({pool} Python agents per tool, {kills} kills each; "
               "ms from the kill)")
         stages: tuple[tuple[str, Callable[[Sample], float | None]], ...] = (
             ("new child", lambda s: s.child), ("exec'd", lambda s: s.exec), ("said", lambda s: s.said),
@@ -1089,8 +1122,10 @@ def print_crash(targets: list[Target], notes: dict[str, Any], pool: int, kills: 
     print(f"   clawctl events: {notes.get('clawctl events')}")
 
 
-def print_ready(n: int, ours: dict[str, Any], theirs: dict[str, Any] | None, idle_seconds: float) -> None:
-    print(f"\n1c. {n} Python echo agents from a cold start until the tool reports all of them ready")
+def print_ready(n: int, ours: dict[str, Any], theirs: dict[str, Any] | None, idle_seconds: float,
+                agent: str = "plain") -> None:
+    print(f"\n1c. {n} Python agents ({agent}: {' '.join(READY_AGENTS[agent][1:])}) from a cold start until the "
+          "tool reports all of them ready")
 
     def sec(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f} s"
@@ -1100,6 +1135,7 @@ def print_ready(n: int, ours: dict[str, Any], theirs: dict[str, Any] | None, idl
         ("all exec'd", lambda r: sec(r.get("exec_all_s"))),
         ("last agent said ready", lambda r: f"{sec(r.get('said_last_s'))} ({r['said']}/{n})"),
         ("supervisor CPU so far", lambda r: sec(r.get("start_cpu_s"))),
+        ("agents' CPU (per agent)", lambda r: f"{r['agents_cpu'][1]:.2f} s ({r['agents_cpu'][1] / max(1, r['agents_cpu'][0]) * 1000:.1f} ms)"),
         ("daemon RSS", lambda r: f"{mb(r['rss'])} (after idle {mb(r['rss_after_idle'])})"),
         ("RSS anon / file", lambda r: f"{mb(r['status'].get('RssAnon'))} / {mb(r['status'].get('RssFile'))}"),
         ("open fds / threads", lambda r: f"{r['fds']} / {r['threads']}"),
@@ -1111,7 +1147,8 @@ def print_ready(n: int, ours: dict[str, Any], theirs: dict[str, Any] | None, idl
     print("   clawctl: the whole `clawctl apply f.yaml --wait` (it starts the daemon; readiness notify: Running")
     print(f"   only once the agent said so). clawctl timeline: daemon process created {sec(ours.get('daemon_up_s'))},")
     print(f"   first agent started {sec(ours.get('first_started_s'))}, last started {sec(ours.get('last_started_s'))}, "
-          f"last Ready event {sec(ours.get('seen_last_s'))}.")
+          f"last Ready event {sec(ours.get('seen_last_s'))}; the `apply` process used {sec(ours.get('cli_cpu_s'))} "
+          "of CPU.")
     print("   supervisord: from its start until getAllProcessInfo shows all RUNNING (startsecs=1, a timer).")
     if theirs and theirs.get("running_s") is not None:
         verdict = "MET" if ours["apply_s"] <= theirs["running_s"] else "NOT MET"
@@ -1125,7 +1162,7 @@ def print_ready(n: int, ours: dict[str, Any], theirs: dict[str, Any] | None, idl
 
 
 def print_breakdown(n: int, data: dict[str, Any]) -> None:
-    print(f"\nRSS breakdown: the daemon (python -m clawctl.daemon) under tracemalloc, {n} echo agents")
+    print(f"\nRSS breakdown: the daemon (python -m clawctl.daemon) under tracemalloc, {n} Python agents")
     print(f"   /proc status: {data['status']}  (tracemalloc's own {mb(data['tracemalloc_overhead'])} included)")
     print(f"   Python heap traced {mb(data['traced'])}, of which retained by imports "
           f"{mb(data['import_retained'])}; {data['n_modules']} modules")
@@ -1203,7 +1240,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=None, help="seconds of the idle CPU measure at --ready-n")
     parser.add_argument("--rss-breakdown", action="store_true",
                         help="also run the daemon under tracemalloc at --ready-n agents and say what its memory is")
-    parser.add_argument("--skip", choices=["crash", "crash-ready", "ready", "scale", "supervisord-scale"],
+    parser.add_argument("--ready-agent", choices=sorted(READY_AGENTS), default="plain",
+                        help="the Python agent of 1b, 1c and --rss-breakdown: plain (the same work under both "
+                             "tools) or echo (under clawctl it also connects through the SDK)")
+    parser.add_argument("--skip", choices=["crash", "crash-ready", "ready", "scale", "supervisord-scale",
+                                           "supervisord-ready"],
                         action="append", default=[])
     args = parser.parse_args()
     kills = args.kills or (20 if args.quick else 50)
@@ -1212,6 +1253,7 @@ def main() -> None:
     idle = 3.0 if args.quick else 6.0
     ready_kills = args.ready_kills or (10 if args.quick else 40)
     ready_idle = args.idle or (5.0 if args.quick else 10.0)
+    ready_argv = READY_AGENTS[args.ready_agent]
     os.environ.pop("CLAWCTL_REGISTRY", None)
     executable("supervisord")
 
@@ -1223,14 +1265,16 @@ def main() -> None:
             targets, notes = crash_bench(tmp, args.pool, kills)
             print_crash(targets, notes, args.pool, kills)
         if "crash-ready" not in args.skip:
-            targets, notes = crash_bench(tmp, args.pool, ready_kills, ready=True)
+            targets, notes = crash_bench(tmp, args.pool, ready_kills, ready=True, ready_argv=ready_argv)
             print_crash(targets, notes, args.pool, ready_kills, ready=True)
         if "ready" not in args.skip:
-            ours_ready = clawctl_ready(tmp, args.ready_n, ready_idle)
-            theirs_ready = supervisord_ready(tmp, args.ready_n, ready_idle)
-            print_ready(args.ready_n, ours_ready, theirs_ready, ready_idle)
+            ours_ready = clawctl_ready(tmp, args.ready_n, ready_idle, argv=ready_argv)
+            theirs_ready = None
+            if "supervisord-ready" not in args.skip:
+                theirs_ready = supervisord_ready(tmp, args.ready_n, ready_idle, argv=ready_argv)
+            print_ready(args.ready_n, ours_ready, theirs_ready, ready_idle, args.ready_agent)
         if args.rss_breakdown:
-            print_breakdown(args.ready_n, rss_breakdown(tmp, args.ready_n))
+            print_breakdown(args.ready_n, rss_breakdown(tmp, args.ready_n, ready_argv))
         sys.stdout.flush()
         if "scale" in args.skip:
             return
