@@ -1,24 +1,26 @@
 """The JSON Schemas in ``schemas/``: loading them and checking documents against them.
 
 Valid documents take a fast path (a validator compiled from the schema by
-fastjsonschema, cached as a module so later runs only import bytecode).
+fastjsonschema, cached as bytecode so later runs neither generate it nor
+import fastjsonschema).
 A document that fails it is checked again by jsonschema, which reports every
 error with its path; ``schema_errors`` turns those into diagnostics.
 """
 
 from __future__ import annotations
 
-import json
 import marshal
 import os
+import re
 import sys
 import zlib
 from functools import cache
-from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import clawctl
-from clawctl.home import cache_dir
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 UNION_SCHEMA = "clawctl.v1.json"
 KINDS = ("Fleet", "AgentPool", "CommunicationPolicy")
@@ -28,21 +30,32 @@ API_VERSION = "clawctl/v1"
 @cache
 def schema_dir() -> Path:
     """The directory holding the schema files, in a wheel or in a source checkout."""
-    package_dir = Path(clawctl.__file__).parent
-    for candidate in (package_dir / "schemas", package_dir.parent / "schemas"):
-        if (candidate / UNION_SCHEMA).is_file():
+    from pathlib import Path
+
+    return Path(_schema_dir_name())
+
+
+@cache
+def _schema_dir_name() -> str:
+    # os.path, not pathlib: validate reads the schema on every run, and pathlib is slow to import.
+    package_dir = os.path.dirname(clawctl.__file__)
+    for candidate in (os.path.join(package_dir, "schemas"), os.path.join(os.path.dirname(package_dir), "schemas")):
+        if os.path.isfile(os.path.join(candidate, UNION_SCHEMA)):
             return candidate
     raise FileNotFoundError(f"clawctl's schemas are missing (looked beside {package_dir})")
 
 
 @cache
 def schema_text() -> str:
-    return (schema_dir() / UNION_SCHEMA).read_text(encoding="utf-8")
+    with open(os.path.join(_schema_dir_name(), UNION_SCHEMA), encoding="utf-8") as fh:
+        return fh.read()
 
 
 @cache
 def union_schema() -> dict[str, Any]:
     """The schema every clawctl/v1 document must satisfy."""
+    import json
+
     result: dict[str, Any] = json.loads(schema_text())
     return result
 
@@ -63,20 +76,43 @@ def fast_validator() -> Callable[[Any], Any]:
     return _fast_validator(schema_text())
 
 
+class CompiledSchemaFailure(ValueError):
+    """Raised by the compiled validator for the first error it meets (jsonschema then explains)."""
+
+    def __init__(self, message: str, *args: object, **details: object) -> None:
+        super().__init__(message)
+
+
+_GENERATOR_IMPORT = re.compile(r"^from fastjsonschema import (\w+(?:, \w+)*)$", re.MULTILINE)
+
+
+def _own_exceptions(source: str) -> str:
+    """The generated validator, raising CompiledSchemaFailure instead of fastjsonschema's exceptions:
+    importing fastjsonschema (its code generator, urllib, json …) takes longer than the check."""
+    def replace(match: re.Match[str]) -> str:
+        names = match.group(1).split(", ")
+        return "from clawctl.config.schema import " + ", ".join(f"CompiledSchemaFailure as {n}" for n in names)
+
+    return _GENERATOR_IMPORT.sub(replace, source)
+
+
 @cache
 def _fast_validator(text: str) -> Callable[[Any], Any]:
-    import fastjsonschema
-
     # A cache key, not a security boundary: crc32 + length needs no hashlib (4 ms to import).
-    key = f"{text}{fastjsonschema.VERSION}{sys.implementation.cache_tag}".encode()
+    key = f"{text}{_generator_stamp()}{sys.implementation.cache_tag}".encode()
     digest = f"{zlib.crc32(key):08x}{len(key):x}"
-    cached = cache_dir() / f"schema_{digest}.bin"
+    cached = os.path.join(_cache_dir_name(), f"schema_{digest}.bin")
     try:
-        code = marshal.loads(cached.read_bytes())
+        with open(cached, "rb") as fh:
+            code = marshal.loads(fh.read())
     except (OSError, ValueError, EOFError, TypeError):
+        import json
+
+        import fastjsonschema
+
         # Generating and compiling the validator costs ~100 ms; store its bytecode so
         # later runs only unmarshal it (independent of PYTHONDONTWRITEBYTECODE).
-        source = fastjsonschema.compile_to_code(json.loads(text))
+        source = _own_exceptions(fastjsonschema.compile_to_code(json.loads(text)))
         code = compile(source, f"<clawctl schema {digest}>", "exec")
         _store(cached, marshal.dumps(code))
     namespace: dict[str, Any] = {"__name__": f"clawctl_schema_{digest}"}
@@ -85,13 +121,40 @@ def _fast_validator(text: str) -> Callable[[Any], Any]:
     return validate
 
 
-def _store(path: Path, data: bytes) -> None:
+def _generator_stamp() -> str:
+    """Which fastjsonschema generated a cached validator: its location and modification time,
+    found without importing it (a new version is a new install, so a new time)."""
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec("fastjsonschema", None) if find_spec else None
+        if spec is not None and spec.origin:
+            try:
+                return f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}"
+            except OSError:
+                break
+    import fastjsonschema  # unusual installs (zip, frozen): ask the package itself
+
+    return str(fastjsonschema.VERSION)
+
+
+def _cache_dir_name() -> str:
+    """clawctl.home.cache_dir(), as a string; without pathlib when CLAWCTL_HOME is set."""
+    home = os.environ.get("CLAWCTL_HOME")
+    if home:
+        return os.path.join(os.path.expanduser(home), "cache")
+    from clawctl.home import cache_dir
+
+    return str(cache_dir())
+
+
+def _store(path: str, data: bytes) -> None:
     """Write atomically; a read-only or missing cache directory only costs speed."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
     except OSError:
         pass
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from clawctl.errors import UsageError
 
@@ -33,8 +32,9 @@ def expand_paths(paths: list[str]) -> list[str]:
         if raw == "-":
             out.append(raw)
             continue
-        path = Path(raw)
-        if path.is_dir():
+        # os.path rather than pathlib (slow to import); Path('') meant '.', so '' still does.
+        path = raw or "."
+        if os.path.isdir(path):
             found = _yaml_files_under(raw)
             if not found:
                 raise UsageError(
@@ -42,7 +42,7 @@ def expand_paths(paths: list[str]) -> list[str]:
                     hint="point at a directory of clawctl config files, or at the files themselves",
                 )
             out.extend(found)
-        elif path.exists():
+        elif os.path.exists(path):
             out.append(raw)
         else:
             raise UsageError(f"{raw} does not exist", hint="check the path; use '-' to read from standard input")

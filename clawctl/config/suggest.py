@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import re
-import unicodedata
 from collections.abc import Iterable
 
 
@@ -20,6 +18,8 @@ def closest(word: str, choices: Iterable[str]) -> str | None:
     for choice in options:
         if _normal(choice) == normal:
             return choice
+    import difflib  # here: only a finding needs it, and validate's start-up is measured
+
     by_normal = {_normal(c): c for c in options}
     match = difflib.get_close_matches(normal, list(by_normal), n=1, cutoff=0.7)
     return by_normal[match[0]] if match else None
@@ -36,6 +36,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 
 def dns_label(text: str) -> str:
     """The nearest valid name: accents dropped, lowercase, runs of other characters turned into '-'."""
+    import unicodedata
+
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     label = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     if label and not label[0].isalpha():

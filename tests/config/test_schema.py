@@ -215,3 +215,28 @@ def test_most_mutations_are_invalid() -> None:
 def test_validators_agree_on_odd_shapes(document: Any) -> None:
     assert fast_accepts(document) is False
     assert jsonschema_accepts(document) is False
+
+
+def test_cached_validator_needs_no_fastjsonschema(tmp_path: Path) -> None:
+    """Run twice in fresh interpreters: the second one only loads the cached bytecode, which
+    raises clawctl's own exception and never imports fastjsonschema (slow to import)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys; from clawctl.config.schema import CompiledSchemaFailure, fast_validator; v = fast_validator()\n"
+             "try:\n    v({'kind': 'Nope'})\nexcept CompiledSchemaFailure:\n    print('failed as expected')\n"
+             "print('fastjsonschema' in sys.modules)\n")
+    env = {**os.environ, "CLAWCTL_HOME": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60,
+                           check=True).stdout.split() for _ in range(2)]
+    assert runs[0][-1] == "True"  # generated it
+    assert runs[1] == ["failed", "as", "expected", "False"]
+    assert [p.name.startswith("schema_") for p in (tmp_path / "cache").iterdir()] == [True]
+
+
+def test_cache_directory_is_the_homes() -> None:
+    from clawctl.config.schema import _cache_dir_name
+    from clawctl.home import cache_dir
+
+    assert _cache_dir_name() == str(cache_dir())
