@@ -70,6 +70,8 @@ LOG_KEEP = 5
 EVENTS_KEPT = 50_000
 """The events table keeps the newest this many (a crash-looping fleet must not fill the disk)."""
 EVENTS_PRUNE_INTERVAL = 60.0
+HANDOFF_SECONDS = 30.0
+"""How long a promotion (failed agent → standby) stays published for the control server."""
 
 
 class Registry(Protocol):
@@ -114,7 +116,8 @@ class Reconciler:
         self._next_event_prune = 0.0
         self.cordons: set[tuple[int, str]] = set()
         """(fleet id, pool or ``*``) drained by the operator, from the registry's ``cordons``."""
-        self._handoffs: dict[str, str] = {}
+        self._handoffs: dict[str, tuple[str, float]] = {}
+        """Failed agent key → (promoted standby key, when): published for HANDOFF_SECONDS."""
         self._degraded: set[tuple[str, str]] = set()
         self.check_registry = True
         """Set by wake-ups from apply and commands; the periodic pass also looks now and then."""
@@ -464,7 +467,7 @@ class Reconciler:
             else:
                 self._event(record, "Demoted", "now the pool's standby")
         for failed, standby in zip(demoted, promoted):
-            self._handoffs[f"{fleet}/{failed.agent_id}"] = f"{fleet}/{standby.agent_id}"
+            self._handoffs[f"{fleet}/{failed.agent_id}"] = (f"{fleet}/{standby.agent_id}", self.clock())
 
     def _note_degraded(self, fleet: DesiredFleet, pools: list[DesiredPool]) -> None:
         """Record when a ``degrade`` pool falls below ``minReady`` ready agents, and when it recovers."""
@@ -714,9 +717,12 @@ class Reconciler:
                  for fleet in self.desired.values() for name, model in fleet.specs.items()}
         cordoned = frozenset((fleet.name, p.name) for fleet in self.desired.values() for p in fleet.pools
                              if self._with_cordon(fleet.fleet_id, p).cordoned)
-        # A handoff matters until the failed agent's sessions were recovered: kept while it has no process.
-        self._handoffs = {old: new for old, new in self._handoffs.items() if old not in agents and new in agents}
-        self.directory.publish(agents, pools, self._handoffs, cordoned)
+        # The control server reads a handoff when it recovers the failed agent's sessions, which may be
+        # after the failed agent already restarted (as the standby): so it stays published a while.
+        now = self.clock()
+        self._handoffs = {old: (new, at) for old, (new, at) in self._handoffs.items()
+                          if new in agents and now - at < HANDOFF_SECONDS}
+        self.directory.publish(agents, pools, {old: new for old, (new, _) in self._handoffs.items()}, cordoned)
 
     def _persist(self) -> bool:
         if not self._dirty and not self._removed and not self._events:

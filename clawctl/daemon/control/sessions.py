@@ -110,6 +110,12 @@ class SessionService:
         self._draining: dict[str, AgentView] = {}
         """Agents being drained (cordoned): their sessions are being handed over to peers."""
         self._drained: set[str] = set()
+        self._handoffs: dict[str, str] = {}
+        self._handing: set[str] = set()
+        self._handover_again = False
+        """Draining agents with a handover on the database thread: nothing is delivered to them
+        meanwhile (a session might move under it), the handover delivers what waited."""
+        """Failed agent key → the standby promoted in its place (kept until its sessions moved)."""
         """Drained agents that ended with sessions left: those move (with state) once a peer exists."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -293,6 +299,8 @@ class SessionService:
         return self.push(agent_key, Event("session.opened", payload))
 
     def _deliver(self, pending: Pending) -> None:
+        if pending.agent_key in self._handing:
+            return
         view = self.directory.snapshot.agents.get(pending.agent_key)
         if view is None or (pending.delivered_to is not None and pending.delivered_to.same_as(view.process)):
             return
@@ -633,7 +641,12 @@ class SessionService:
                 if pending.agent_key == key:
                     pending.delivered_to = None
         self._displaced |= lost
-        self._drained |= {key for key in lost if key in self._draining and self._draining[key].successor}
+        self._handoffs.update(self.directory.snapshot.handoffs)
+        # Sessions left on a drained agent move once a peer exists — except in a pool the operator
+        # drained, where nobody is coming: those follow the pool's rules for a lost agent.
+        cordoned = self.directory.snapshot.cordoned
+        self._drained |= {key for key in lost if key in self._draining
+                          and (self._draining[key].fleet, self._draining[key].pool) not in cordoned}
         self._draining = {key: view for key, view in agents.items() if view.draining}
         if self._displaced:
             self._spawn(self._recover())
@@ -680,7 +693,7 @@ class SessionService:
                         self._occupy(row.fleet_id, row.pool, key, -1)
                         closed.append(row)
                     else:
-                        target = self._successor_on_db(conn, pool, snapshot.handoffs.get(key))
+                        target = self._successor_on_db(conn, pool, self._handoffs.get(key))
                         if target is None:
                             target, _ = self._place_on_db(conn, pool, by_pool[(row.fleet_id, row.pool)], row.key)
                         if target is None:
@@ -700,6 +713,8 @@ class SessionService:
             return
         self._displaced -= keys - stuck
         self._drained -= keys - stuck
+        for key in keys - stuck:
+            self._handoffs.pop(key, None)
         for target, row, data in moved:
             log.info("session %s moved from %s to %s", row.id, row.agent_id, target)
             self._push_opened(target, replace(row, agent_id=target), data)
@@ -721,8 +736,9 @@ class SessionService:
     async def _handover(self) -> None:
         """Move the Open sessions of draining agents (with their state) to serving peers — or, for
         a drained pool, to its fallbackPool — and report each agent whose handover is complete:
-        nothing left to move and no message it was given still unanswered. A message already
-        delivered to the draining agent is answered by it; one not yet delivered follows its session."""
+        nothing left to move and no message it was given still unanswered. A session moves only
+        between messages: one the draining agent is handling is answered by it first (its answer
+        runs this again); a message not yet delivered follows its session."""
         draining = dict(self._draining)
         if not draining:
             return
@@ -742,15 +758,27 @@ class SessionService:
             return pool, candidates
 
         plans = {key: targets(view) for key, view in draining.items()}
+        # A session whose message the draining agent is handling stays until it answered: its handler
+        # may still write the session's state, which only the owner may do.
+        busy = {p.session_id for p in self._pending.values() if p.agent_key in draining
+                and p.delivered_to is not None and not p.future.done()}
+        if self._handing & set(draining):
+            self._handover_again = True  # one handover at a time per agent; the running one looks again
+            return
+        self._handing |= set(draining)
 
-        def work(conn: Connection) -> tuple[list[tuple[str, str, SessionRow, Any]], dict[str, int]]:
+        def work(conn: Connection) -> tuple[list[tuple[str, str, SessionRow, Any]], dict[str, int], set[str]]:
             moved: list[tuple[str, str, SessionRow, Any]] = []
             left: dict[str, int] = {}
+            answering: set[str] = set()
             for key, (pool, candidates) in plans.items():
                 rows = store.list_sessions(conn, SessionFilter(agent_id=key, states=(SessionState.OPEN,)),
                                            limit=10_000, newest_first=False).rows
                 stayed = 0
                 for row in rows:
+                    if row.id in busy:
+                        answering.add(key)
+                        continue
                     target = None
                     if pool is not None:
                         target, _ = self._place_on_db(conn, pool, candidates, row.key)
@@ -763,13 +791,15 @@ class SessionService:
                     self._occupy(row.fleet_id, pool.model.name if pool else row.pool, target, +1)
                     moved.append((key, target, row, store.get_state(conn, row.id).data))
                 left[key] = stayed
-            return moved, left
+            return moved, left, answering
 
         try:
-            moved, left = await self.db.run(work)
+            moved, left, answering = await self.db.run(work)
         except ClawctlError as exc:
             log.warning("could not hand sessions over: %s", exc.message)
             return
+        finally:
+            self._handing -= set(draining)
         for source, target, row, data in moved:
             log.info("session %s handed over from %s to %s", row.id, source, target)
             self._push_opened(target, replace(row, agent_id=target), data)
@@ -778,13 +808,27 @@ class SessionService:
                 if pending.session_id == row.id and not (pending.delivered_to and pending.delivered_to.same_as(live)):
                     pending.agent_key, pending.delivered_to = target, None
                     self._deliver(pending)
+        for pending in self._pending.values():
+            if pending.agent_key in draining and pending.delivered_to is None:
+                self._deliver(pending)  # its session stayed: the draining agent still answers it
         for key, view in draining.items():
             in_flight = any(p.agent_key == key and not p.future.done() for p in self._pending.values())
-            # Sessions that found no peer wait for the agent that will take the slot again (rollout,
-            # agent drain); otherwise nobody will come, so waiting would only delay the stop.
-            waiting = left.get(key, 0) and view.successor
-            if not in_flight and not waiting:
+            # Sessions that found no peer wait for one that is coming: the agent that takes the slot
+            # again (rollout, agent drain) or a peer still starting or saying hello. With nobody
+            # coming (a drained pool without fallback) waiting would only delay the stop.
+            pool, _ = plans[key]
+            coming = view.successor or (pool is not None and any(
+                v.fleet == pool.fleet and v.pool == pool.model.name and not v.draining and not v.standby
+                and v.state in ("Starting", "Running") for v in snapshot.agents.values()))
+            waiting = left.get(key, 0) and coming
+            if not in_flight and not waiting and key not in answering:
                 self.directory.report_handed_over(key)
+        # An answer that came while this ran found it busy: look again now (later answers run it themselves).
+        still_busy = {p.session_id for p in self._pending.values() if p.agent_key in draining
+                      and p.delivered_to is not None and not p.future.done()}
+        if self._handover_again or (busy - still_busy):
+            self._handover_again = False
+            self._spawn(self._handover())
 
     # ---------------------------------------------------------------- upkeep
     async def _tick_loop(self) -> None:
