@@ -6,6 +6,7 @@ holds the model only when there is no error.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -101,9 +102,20 @@ def _check_source(source: Source | str) -> _Checked:
 
 def load_sources(sources: Iterable[Source | str], *, host: HostFacts | None = None) -> LoadResult:
     """Load a config set from sources or file paths (see ``load_paths``)."""
+    # Loading allocates a great many small containers and no reference cycles, so the
+    # cyclic collector's passes are pure cost here (~5% of a 1000-file validate).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(list(sources), host)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load(source_list: list[Source | str], host: HostFacts | None) -> LoadResult:
     from clawctl.parallel import parallel_map
 
-    source_list = list(sources)
     fast_validator()  # load once here, so forked workers inherit it
     diagnostics: list[Diagnostic] = []
     valid: list[Document] = []

@@ -22,7 +22,8 @@ _OUTSIDE = re.compile(r"[^\n\x20-\x7e]")
 """Tabs, CR, control characters and non-ASCII text: rules (line breaks, printable
 characters, BOMs) that only the full parser implements."""
 
-_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-/]*):(?: +|$)")
+_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-/]*):(?: +(.*))?$")
+"""``key: rest`` (rest None for a bare ``key:``); rows are stripped, so the rest is too."""
 _FLOW_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-/]*): +")
 _FLOW_PLAIN = re.compile(r"[^\s,\[\]{}#:'\"&*!|>%@`?][^,\[\]{}#:'\"?]*")
 """A plain scalar inside [...] or {...}; libyaml ends one at '?' there, so none may hold one."""
@@ -31,6 +32,8 @@ _SPACES = re.compile(r" *")
 _NOT_STR_KEYS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL"})
 """Keys the key pattern admits that YAML 1.2 resolves to a boolean or null, not a string."""
 _BLOCK_INDICATORS = frozenset(",[]{}#&*!|>'\"%@`")
+_NOT_PLAIN_START = _BLOCK_INDICATORS | frozenset("-?:")
+"""First characters of a value that is not simply a plain scalar (or may not be one)."""
 _MAX_DEPTH = 40
 """Deeper documents take the full path, which enforces (and reports) the real limit."""
 _MAX_VALUES = 20_000
@@ -99,7 +102,7 @@ def _split_documents(text: str) -> list[list[tuple[int, str]]]:
         content = line.lstrip(" ")
         if not content or content[0] == "#":
             continue
-        if content.startswith(("---", "...", "%")):
+        if content[0] in "-.%" and content.startswith(("---", "...", "%")):
             if line == "---" or (line.startswith("--- ") and line[4:].lstrip(" ")[:1] in ("", "#")):
                 # An implicit first document without content is no document; an explicit one is (empty).
                 if rows or explicit:
@@ -107,7 +110,7 @@ def _split_documents(text: str) -> list[list[tuple[int, str]]]:
                 rows, explicit = [], True
                 continue
             raise _Unsupported(content)  # document end, directive, or content after '---'
-        rows.append((len(line) - len(content), content.rstrip(" ")))
+        rows.append((len(line) - len(content), content.rstrip(" ") if content[-1] == " " else content))
     if rows or explicit:
         documents.append(rows)
     return documents
@@ -127,6 +130,8 @@ class _Parser:
             data, end = self._node(rows, 0, rows[0][0], 0)
             if end != len(rows):
                 raise _Unsupported("content after the root collection")
+            if self.values > _MAX_VALUES:
+                raise _Unsupported("large")
             out.append((index, data))
         return out
 
@@ -180,25 +185,34 @@ class _Parser:
 
     def _mapping(self, rows: list[tuple[int, str]], pos: int, indent: int, depth: int) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
-        self.values += 1
-        while pos < len(rows):
+        end = len(rows)
+        start = pos
+        while pos < end:
             row_indent, content = rows[pos]
-            if row_indent < indent:
-                break
-            if row_indent > indent:
+            if row_indent != indent:
+                if row_indent < indent:
+                    break
                 raise _Unsupported("continuation or bad indentation")
             match = _KEY.match(content)
             if match is None:
                 raise _Unsupported("not a simple key")
-            key = match.group(1)
+            key, rest = match.groups()
             if key in out or key in _NOT_STR_KEYS:
                 raise _Unsupported("duplicate or non-string key")
-            rest = content[match.end():]
-            if not rest or rest[0] == "#":
+            if rest is None or rest[0] == "#":
                 out[key], pos = self._nested(rows, pos + 1, indent, depth, same_indent_sequence=True)
-            else:
+                continue
+            if rest[0] in _NOT_PLAIN_START:
                 out[key] = self._inline(rest, depth)
-                pos += 1
+            else:  # a plain scalar, the common case: inline here, it is the hot loop
+                if " #" in rest:
+                    rest = rest[:rest.index(" #")].rstrip(" ")
+                if ": " in rest or rest[-1] == ":":
+                    raise _Unsupported("mapping value in a plain scalar")
+                value = _TYPED.get(rest, _MISSING)
+                out[key] = _typed(rest) if value is _MISSING else value
+            pos += 1
+        self.values += pos - start + 1
         return out, pos
 
     def _inline(self, text: str, depth: int) -> Any:
@@ -290,15 +304,8 @@ class _Parser:
     def _plain(self, text: str) -> Any:
         """A plain scalar with YAML 1.2 core typing."""
         self.values += 1
-        if self.values > _MAX_VALUES:
-            raise _Unsupported("large")
-        known = _TYPED.get(text, _MISSING)
-        if known is not _MISSING:
-            return known
-        value = _typed(text)
-        if len(_TYPED) < 4096 and len(text) < 64:
-            _TYPED[text] = value  # keys and short values repeat across thousands of files
-        return value
+        value = _TYPED.get(text, _MISSING)
+        return _typed(text) if value is _MISSING else value
 
 
 _MISSING = object()
@@ -306,7 +313,14 @@ _TYPED: dict[str, Any] = {}
 
 
 def _typed(text: str) -> Any:
-    """The value of a plain scalar, converted as the full path converts it."""
+    """The value of a plain scalar, converted as the full path converts it (and remembered)."""
+    value = _convert(text)
+    if len(_TYPED) < 4096 and len(text) < 64:
+        _TYPED[text] = value  # keys and short values repeat across thousands of files
+    return value
+
+
+def _convert(text: str) -> Any:
     for tag, pattern in _RULES_BY_FIRST.get(text[:1], ()):
         if not pattern.match(text):
             continue

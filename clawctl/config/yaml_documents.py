@@ -61,9 +61,10 @@ def parse_source(source: Source) -> tuple[list[Document], list[Diagnostic]]:
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         return [], [diagnostic(name, line, col, f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
                                "save the file as UTF-8", "encoding")]
-    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
-        return [], [_empty(name)]
     simple = parse_simple(text)
+    if not simple and (not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#")
+                                                for ln in text.splitlines())):
+        return [], [_empty(name)]  # (a text the simple parser read documents from is never empty)
     if simple is not None:
         docs = [Document(name, index, value, text) for index, value in simple]
         diags: list[Diagnostic] = []
