@@ -3,14 +3,21 @@
     python benchmarks/validate_bench.py [--files 1000] [--runs 5]
 
 Both tools check the same files against the same schema (schemas/clawctl.v1.json);
-clawctl additionally builds the model and runs its semantic checks. Also prints
-the cold start of ``clawctl validate one.yaml`` and ``clawctl --version``.
-Needs the bench extra: pip install -e '.[bench]'.
+clawctl additionally builds the model and runs its semantic checks. Every timed
+run is a whole command in a fresh process. The two tools' runs alternate, so a
+machine that gets busier or quieter during the benchmark affects both alike.
+Also prints the cold start of ``clawctl validate one.yaml`` (with clawctl's
+compiled-schema cache filled, as on every run after the first; with an empty
+cache, as on the first run after an install; and with no CLAWCTL_HOME, so the
+default state directory is looked up) and of ``clawctl --version``, and the load
+average before and after. Needs the bench extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -81,6 +88,35 @@ def write_config_set(directory: Path, files: int) -> list[Path]:
     return paths
 
 
+def alternating(commands: list[list[str]], *, env: dict[str, str], runs: int) -> list[list[float]]:
+    """Wall-clock seconds of ``runs`` executions of each command, one of each in turn."""
+    times: list[list[float]] = [[] for _ in commands]
+    for _ in range(runs):
+        for cmd, out in zip(commands, times):
+            out += time_runs(cmd, env=env, runs=1)
+    return times
+
+
+def fresh_home_runs(cmd: list[str], *, env: dict[str, str], tmpdir: Path, runs: int) -> list[float]:
+    """``cmd`` with a new, empty CLAWCTL_HOME each time (the compiled-schema cache is built)."""
+    times = []
+    for n in range(runs):
+        times += time_runs(cmd, env={**env, "CLAWCTL_HOME": str(tmpdir / f"fresh-home-{n}")}, runs=1)
+    return times
+
+
+def default_home_runs(cmd: list[str], *, env: dict[str, str], tmpdir: Path, runs: int) -> list[float]:
+    """``cmd`` without CLAWCTL_HOME (the platform's state directory, here under a temporary HOME)."""
+    plain = {k: v for k, v in env.items() if k not in ("CLAWCTL_HOME", "XDG_STATE_HOME")}
+    plain["HOME"] = str(tmpdir / "user-home")
+    time_runs(cmd, env=plain, runs=1)  # its cache, as for any user's second run
+    return time_runs(cmd, env=plain, runs=runs)
+
+
+def line(label: str, times: list[float]) -> str:
+    return f"  {label:<44} median {median_ms(times):7.1f} ms  min {min(times) * 1000:7.1f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
@@ -89,6 +125,7 @@ def main() -> None:
 
     clawctl = executable("clawctl")
     check_jsonschema = executable("check-jsonschema")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         env = bench_env(tmpdir / "home")
@@ -102,19 +139,31 @@ def main() -> None:
         time_runs([clawctl, "validate", str(configs)], env=env, runs=1)
         time_runs([check_jsonschema, "--schemafile", str(SCHEMA), *map(str, paths[:10])], env=env, runs=1)
 
-        ours = time_runs([clawctl, "validate", str(configs)], env=env, runs=args.runs)
-        theirs = time_runs([check_jsonschema, "--schemafile", str(SCHEMA), *map(str, paths)], env=env,
-                           runs=args.runs)
-        single = time_runs([clawctl, "validate", str(one)], env=env, runs=max(args.runs * 4, 20))
-        version = time_runs([clawctl, "--version"], env=env, runs=max(args.runs * 4, 20))
+        ours, theirs = alternating([[clawctl, "validate", str(configs)],
+                                    [check_jsonschema, "--schemafile", str(SCHEMA), *map(str, paths)]],
+                                   env=env, runs=args.runs)
+        cold_runs = max(args.runs * 4, 20)
+        single, version = alternating([[clawctl, "validate", str(one)], [clawctl, "--version"]], env=env,
+                                      runs=cold_runs)
+        first = fresh_home_runs([clawctl, "validate", str(one)], env=env, tmpdir=tmpdir, runs=max(args.runs, 5))
+        default = default_home_runs([clawctl, "validate", str(one)], env=env, tmpdir=tmpdir, runs=cold_runs)
+    load_after = os.getloadavg()
 
     ours_ms, theirs_ms = median_ms(ours), median_ms(theirs)
-    print(f"validate {args.files} files (median of {args.runs} runs)")
-    print(f"  clawctl validate        {ours_ms:8.0f} ms  {args.files / ours_ms * 1000:8.0f} files/s")
-    print(f"  check-jsonschema        {theirs_ms:8.0f} ms  {args.files / theirs_ms * 1000:8.0f} files/s")
-    print(f"  ratio                   {theirs_ms / ours_ms:8.1f}x faster")
-    print(f"cold clawctl validate one.yaml  median {median_ms(single):6.1f} ms  min {min(single) * 1000:6.1f} ms")
-    print(f"cold clawctl --version          median {median_ms(version):6.1f} ms  min {min(version) * 1000:6.1f} ms")
+    print(f"validate {args.files} files ({args.runs} runs each, alternating)")
+    print(f"  clawctl validate   median {ours_ms:7.0f} ms  min {min(ours) * 1000:7.0f} ms  "
+          f"{args.files / ours_ms * 1000:6.0f} files/s")
+    print(f"  check-jsonschema   median {theirs_ms:7.0f} ms  min {min(theirs) * 1000:7.0f} ms  "
+          f"{args.files / theirs_ms * 1000:6.0f} files/s")
+    print(f"  ratio              {theirs_ms / ours_ms:.1f}x faster (medians), {min(theirs) / min(ours):.1f}x (minimums)")
+    print(f"cold starts ({cold_runs} runs each unless noted)")
+    print(line("clawctl validate one.yaml", single))
+    print(line(f"  … first run, empty cache ({len(first)} runs)", first))
+    print(line("  … no CLAWCTL_HOME (default state dir)", default))
+    print(line("clawctl --version", version))
+    print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs; "
+          f"spread of the clawctl runs {statistics.pstdev(ours) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
