@@ -813,7 +813,8 @@ def dump():
                    "tracemalloc_overhead": tracemalloc.get_tracemalloc_memory(),
                    "import_retained": sum(retained.values()), "by_group": groups, "modules": counts,
                    "top_modules": top_modules, "top_files": by_file, "n_modules": len(sys.modules),
-                   "module_names": sorted(sys.modules)}, f)
+                   "module_names": sorted(n for n, m in sys.modules.items() if m is not None),
+                   "blocked": sorted(n for n, m in sys.modules.items() if m is None)}, f)
     os.rename(out + ".tmp", out)
 
 # The daemon takes its signals with sigwaitinfo in the main thread: this thread must never get one.
@@ -826,6 +827,8 @@ runpy.run_module("clawctl.daemon", run_name="__main__", alter_sys=True)
 
 RSS_STEPS = r"""
 import importlib, json, sys
+for name in json.loads(sys.argv[2]):  # what the daemon keeps out (clawctl.daemon.__main__.keep_openssl_out)
+    sys.modules.setdefault(name, None)
 def rss():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
@@ -841,7 +844,7 @@ print(json.dumps(out))
 """
 
 IMPORT_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("asyncio, ssl, importlib.metadata (sqlalchemy.util.compat's)", ("asyncio", "ssl", "importlib.metadata")),
+    ("asyncio, importlib.metadata (sqlalchemy.util.compat's)", ("asyncio", "importlib.metadata")),
     ("sqlalchemy (core, sqlite dialect)", ("sqlalchemy", "sqlalchemy.dialects.sqlite", "sqlalchemy.pool")),
     ("psutil", ("psutil",)),
     ("apscheduler BackgroundScheduler (+ tzlocal)", ("apscheduler.schedulers.background",)),
@@ -851,12 +854,14 @@ IMPORT_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def import_steps(module_names: list[str]) -> list[tuple[str, int]]:
+def import_steps(module_names: list[str], blocked: list[str]) -> list[tuple[str, int]]:
     """VmRSS of a fresh ``python`` after each group of imports, ending with every module the
-    daemon had loaded (no tracemalloc: what these imports cost in RSS, in this order)."""
+    daemon had loaded (no tracemalloc: what these imports cost in RSS, in this order); the
+    modules the daemon kept out (``blocked``) are kept out here too."""
     steps = [[label, list(names)] for label, names in IMPORT_STEPS]
     steps.append(["the rest of the daemon's sys.modules", [m for m in module_names if m != "__main__"]])
-    proc = subprocess.run([sys.executable, "-c", RSS_STEPS, json.dumps(steps)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", RSS_STEPS, json.dumps(steps), json.dumps(blocked)],
+                          capture_output=True, text=True,
                           timeout=120)
     if proc.returncode != 0:
         raise SystemExit(f"import steps failed: {proc.stderr[-800:]}")
@@ -889,7 +894,7 @@ def rss_breakdown(tmp: Path, n: int, argv: tuple[str, ...] = PLAIN_ARGV) -> dict
         while not out.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         data: dict[str, Any] = json.loads(out.read_text())
-        data["steps"] = import_steps(data["module_names"])
+        data["steps"] = import_steps(data["module_names"], data.get("blocked", []))
         return data
     finally:
         left = claw.teardown()
@@ -1174,6 +1179,8 @@ def print_breakdown(n: int, data: dict[str, Any]) -> None:
     print("   biggest modules (exclusive of their own imports):")
     for name, size in data["top_modules"][:15]:
         print(f"     {name:48} {mb(size):>10}")
+    if data.get("blocked"):
+        print(f"   kept out of the daemon (None in sys.modules): {', '.join(data['blocked'])}")
     print("   VmRSS of a fresh python importing, step by step, what the daemon imports (no tracemalloc):")
     previous = 0
     for label, size in data["steps"]:

@@ -8,6 +8,7 @@ stop the daemon; agents keep running and the next daemon re-adopts them.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -121,6 +122,29 @@ def _configure_logging(home: Path, *, detach: bool) -> None:
     root.setLevel(logging.INFO)
 
 
+def _prepare_registry(home: Path) -> None:
+    """Create or upgrade the registry in a short-lived child process, so that the migrations'
+    imports (alembic, mako, pygments: ~15 MB) never stay in the daemon's memory. A failure is
+    left for the daemon's own first use of the registry to report. Call before any thread starts:
+    the child is a fork."""
+    from clawctl.registry.engine import Registry
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            registry = Registry(home=home)
+            with registry.writing():
+                pass  # writing() creates or upgrades the schema first; nothing else to write
+            registry.close()
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported by the daemon's own use of the registry
+            pass
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
 def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     """Run the daemon for ``home`` (whose instance ``lock`` the caller holds) until SIGTERM or
     SIGINT; ``detach`` only chooses where logs go. Returns the exit code."""
@@ -140,6 +164,7 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     from clawctl.registry.engine import Registry
     from clawctl.runtime.launcher import ProcessLauncher
 
+    _prepare_registry(home)
     registry = Registry(home=home)
     server: ControlServer | None = None
     launcher: ProcessLauncher | None = None
