@@ -39,6 +39,7 @@ from clawctl.policies.supervision import (
     ObservedAgent,
     Role,
     RoleChange,
+    Start,
     StopReason,
     plan_processes,
     resolve_max_surge,
@@ -424,6 +425,8 @@ class Reconciler:
         budget = max(0, self.start_concurrency - starting)
         wake: float | None = None
         fleets = set(self.desired) | {r.fleet for r in self.records.values()}
+        starts: list[tuple[DesiredFleet, Start]] = []
+        promoted = False
         for fleet in sorted(fleets):
             desired = self.desired.get(fleet)
             pools = [self._with_cordon(desired.fleet_id, p) for p in desired.pools] if desired else []
@@ -437,15 +440,20 @@ class Reconciler:
             }
             plan = plan_processes(pools, observed, now=now, start_budget=budget, removed_depends_on=removed_deps)
             self._change_roles(fleet, plan.roles)
+            promoted = promoted or any(c.role is Role.PRIMARY for c in plan.roles)
             for stop in plan.stops:
                 self._stop(self.records[f"{fleet}/{stop.agent_id}"], stop.reason, now)
-            for start in plan.starts:
-                if desired is not None and self._start(desired, start.agent_id, start.pool, start.slot, now,
-                                                       role=start.role):
-                    budget -= 1
-            wake = _earliest(wake, plan.wake_at)
             if desired is not None:
+                starts += [(desired, start) for start in plan.starts]
+                budget -= len(plan.starts)
                 self._note_degraded(desired, pools)
+            wake = _earliest(wake, plan.wake_at)
+        if promoted and starts:
+            # A promoted standby serves at once: record and publish before the (slower) spawns, so
+            # the control server moves the failed agent's sessions while the replacement starts.
+            self._publish(self._persist())
+        for desired, start in starts:
+            self._start(desired, start.agent_id, start.pool, start.slot, now, role=start.role)
         return wake
 
     def _with_cordon(self, fleet_id: int, pool: DesiredPool) -> DesiredPool:
