@@ -3,10 +3,13 @@
     python benchmarks/spawn_bench.py [--spawns 200] [--ready 50] [--fleet 1000]
 
 1. spawn() -> agent exec'd: ``spawn()`` of a ``sleep`` agent until its
-   /proc/PID/cmdline is the agent's (the exec shim is done), p50/p99 over
+   /proc/PID/cmdline is the agent's (its setup is done), p50/p99 over
    ``--spawns`` sequential spawns, without quotas and with every quota
-   (memory, cpu, processes, openFiles, network loopback). Baseline: plain
-   ``subprocess.Popen`` of the same command (no shim, no isolation).
+   (memory, cpu, processes, openFiles, network loopback), through the fork
+   server (the default) and through the exec shim per agent (the fallback),
+   with the CPU each path costs: this process (the daemon's share) and the
+   agents (their setup before exec; ``sleep`` itself adds ~0.5 ms). Baseline:
+   plain ``subprocess.Popen`` of the same command (no shim, no isolation).
 2. spawn() -> Python agent ready: until the example echo agent's start line is in
    its log, over ``--ready`` spawns: what a restart costs end to end.
 3. ``--fleet`` sleep agents under RLIMIT_NOFILE 1024: time to spawn all and until
@@ -68,9 +71,9 @@ def summary(name: str, seconds: list[float]) -> str:
 
 
 class Bench:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, fork_server: bool = True) -> None:
         self.root = root
-        self.launcher = ProcessLauncher()
+        self.launcher = ProcessLauncher(fork_server=fork_server)
         self.count = 0
 
     def spec(self, argv: tuple[str, ...], limits: Isolation = Isolation()) -> LaunchSpec:
@@ -92,6 +95,7 @@ class Bench:
     def exec_latency(self, n: int, limits: Isolation) -> tuple[list[float], list[float], AgentProcess]:
         spawn_calls, execs, procs = [], [], []
         target = "\0".join(SLEEP).encode() + b"\0"
+        self.launcher.spawn(self.spec(SLEEP, limits))  # a warm start: the host probe, the fork server
         for _ in range(n):
             spec = self.spec(SLEEP, limits)
             start = time.perf_counter()
@@ -130,6 +134,19 @@ def popen_baseline(n: int) -> list[float]:
         child.kill()
         child.wait()
     return times
+
+
+def cpu_ms(n: int, before: tuple[resource.struct_rusage, resource.struct_rusage]) -> tuple[float, float]:
+    """CPU ms per agent since ``before`` (RUSAGE_SELF, RUSAGE_CHILDREN): this process's, and the
+    reaped agents' (their setup plus ``sleep``)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = me.ru_utime + me.ru_stime - before[0].ru_utime - before[0].ru_stime
+    agents = kids.ru_utime + kids.ru_stime - before[1].ru_utime - before[1].ru_stime
+    return own / n * 1000, agents / n * 1000
+
+
+def usage() -> tuple[resource.struct_rusage, resource.struct_rusage]:
+    return resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 
 
 def fleet(bench: Bench, n: int) -> list[str]:
@@ -174,18 +191,22 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="clawctl-spawn-bench-") as tmp:
         bench = Bench(Path(tmp))
-        lines = [f"host: {os.cpu_count()} cpus, Python {sys.version.split()[0]}, {'root' if os.geteuid() == 0 else 'non-root'}"]
+        lines = [f"host: {os.cpu_count()} cpus, Python {sys.version.split()[0]}, {'root' if os.geteuid() == 0 else 'non-root'}, "
+                 f"load average {os.getloadavg()[0]:.2f}"]
         baseline = popen_baseline(args.spawns)
-        calls, execs, plain = bench.exec_latency(args.spawns, Isolation())
-        qcalls, qexecs, limited = bench.exec_latency(args.spawns, QUOTAS)
-        lines.append("enforcement with quotas: " + ", ".join(f"{k}={v}" for k, v in limited.enforcement.items()))
-        lines += [
-            summary("baseline Popen(sleep) -> exec'd", baseline),
-            summary("spawn() call, no quotas", calls),
-            summary("spawn() -> agent exec'd, no quotas", execs),
-            summary("spawn() call, all quotas", qcalls),
-            summary("spawn() -> agent exec'd, all quotas", qexecs),
-        ]
+        lines.append(summary("baseline Popen(sleep) -> exec'd", baseline))
+        for label, path in (("fork server", bench), ("exec shim", Bench(Path(tmp) / "shim", fork_server=False))):
+            for quotas, limits in (("no quotas", Isolation()), ("all quotas", QUOTAS)):
+                before = usage()
+                calls, execs, sample = path.exec_latency(args.spawns, limits)
+                own, agents = cpu_ms(args.spawns + 1, before)
+                lines += [
+                    summary(f"{label}: spawn() call, {quotas}", calls),
+                    summary(f"{label}: spawn() -> agent exec'd, {quotas}", execs),
+                    f"{label}, {quotas}: CPU per agent {own:.1f} ms in this process, {agents:.1f} ms in the agent",
+                ]
+            path.launcher.close()
+        lines.append("enforcement with quotas: " + ", ".join(f"{k}={v}" for k, v in sample.enforcement.items()))
         if args.ready:
             lines += [
                 summary("spawn() -> echo agent ready, no quotas", bench.ready_latency(args.ready, Isolation())),

@@ -2,12 +2,13 @@
 
 A Python interpreter start costs ~15 ms of CPU, and a cold start of 200 agents
 paid it 200 times for the exec shim alone. The fork server pays it once: for
-each agent it clones itself (``CLONE_PARENT | CLONE_VFORK``), and the clone
-runs the shim's steps (workdir, cgroups, fds, rlimits, network namespace,
-signals) and execs the agent. ``CLONE_PARENT`` makes the agent a child of the
-daemon, not of the server, so exits arrive as SIGCHLD and ``reap()`` collects
-them exactly as before; ``CLONE_VFORK`` makes the reply wait until the agent
-has exec'd (or failed), as ``posix_spawn`` did. The server is single-threaded,
+each agent it clones itself (``CLONE_PARENT``), and the clone runs the shim's
+steps (session, workdir, cgroups, fds, rlimits, network namespace, signals) and
+execs the agent. ``CLONE_PARENT`` makes the agent a child of the daemon, not of
+the server, so exits arrive as SIGCHLD and ``reap()`` collects them exactly as
+before. The reply comes as soon as the clone exists, while it sets itself up
+(as the ``Launcher`` protocol allows: "its exec follows within milliseconds");
+a signal sent meanwhile still reaches it by pid. The server is single-threaded,
 so cloning it is safe where forking the daemon is not.
 
 The daemon holds one socket to it (never one per agent). Where the server
@@ -55,8 +56,9 @@ class ForkServer:
 
     def spawn(self, shim_args: list[str], env: dict[str, str], log: str) -> int:
         """Start one agent: ``shim_args`` as the shim takes them (``--cwd …  --exe EXE -- ARGV``),
-        stdout and stderr appended to ``log``. Returns its pid once it has exec'd (or failed
-        its setup, which it reports in its log and exit code, as the shim does).
+        stdout and stderr appended to ``log``. Returns its pid once the process exists; its
+        setup and exec follow (a failing step is reported in its log and exit code, as the
+        shim does).
 
         Raises OSError when the agent could not be started (the log cannot be opened, clone
         failed for lack of resources) and ``Unavailable`` when the server cannot be used.

@@ -3,8 +3,8 @@ measures agent processes.
 
 Spawn path (no shell, no preexec_fn, no fd kept per agent): the fork server
 (clawctl/runtime/forkserver.py, one ``python -I -S shim.py --serve`` per launcher)
-clones a child of this process in a new session with stdin=/dev/null and
-stdout+stderr on the agent's log (O_APPEND); the child enters the workdir, joins
+clones a child of this process with stdin=/dev/null and stdout+stderr on the
+agent's log (O_APPEND); the child starts a new session, enters the workdir, joins
 the agent's cgroups, closes stray fds, sets rlimits, unshares the network, then
 execs the agent. Where the fork server cannot work, ``os.posix_spawn`` (vfork-based)
 starts ``python -I -S shim.py`` per agent, which takes the same steps. Either way

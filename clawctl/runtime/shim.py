@@ -36,7 +36,6 @@ import sys
 
 SETUP_FAILED = 125
 CLONE_NEWNET = 0x40000000
-CLONE_VFORK = 0x4000
 CLONE_PARENT = 0x8000
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -191,9 +190,10 @@ def main(args: list[str]) -> int:
 
 
 def _clone_function() -> tuple[object | None, str]:
-    """A function that clones this process as a sibling (CLONE_PARENT) and waits until the
-    child has exec'd or exited (CLONE_VFORK, without sharing memory), returning the child's
-    pid (0 in the child); or None and why it is not available here."""
+    """A function that clones this process as a sibling (CLONE_PARENT: the child's parent is
+    the daemon) and returns the child's pid (0 in the child); or None and why it is not
+    available here. The server does not wait for the child's exec (no CLONE_VFORK): the
+    daemon's pass goes on while the agent sets itself up, on the other CPU if there is one."""
     number = SYS_CLONE.get(os.uname().machine)
     if number is None:
         return None, f"no clone system call number known for {os.uname().machine}"
@@ -208,7 +208,7 @@ def _clone_function() -> tuple[object | None, str]:
     syscall.restype = ctypes.c_long
     zero = ctypes.c_long(0)
     # Every argument as a C long: syscall() is variadic and reads each one as a long.
-    args = (ctypes.c_long(number), ctypes.c_long(CLONE_PARENT | CLONE_VFORK | int(signal.SIGCHLD)), zero, zero, zero, zero)
+    args = (ctypes.c_long(number), ctypes.c_long(CLONE_PARENT | int(signal.SIGCHLD)), zero, zero, zero, zero)
 
     def clone() -> int:
         pid = int(syscall(*args))
