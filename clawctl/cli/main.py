@@ -1,4 +1,9 @@
-"""The ``clawctl`` entry point: run the typer app behind the one error handler."""
+"""The ``clawctl`` entry point: run the CLI behind the one error handler.
+
+``--version`` and plain ``validate`` argument lists run on the fast start path
+(cli/fast_path.py, no typer import); everything else runs the typer app.
+Keep this module's imports minimal: they are paid by every command.
+"""
 
 from __future__ import annotations
 

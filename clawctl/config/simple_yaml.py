@@ -186,7 +186,6 @@ class _Parser:
     def _mapping(self, rows: list[tuple[int, str]], pos: int, indent: int, depth: int) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
         end = len(rows)
-        start = pos
         while pos < end:
             row_indent, content = rows[pos]
             if row_indent != indent:
@@ -212,7 +211,7 @@ class _Parser:
                 value = _TYPED.get(rest, _MISSING)
                 out[key] = _typed(rest) if value is _MISSING else value
             pos += 1
-        self.values += pos - start + 1
+        self.values += len(out) + 1
         return out, pos
 
     def _inline(self, text: str, depth: int) -> Any:
