@@ -137,7 +137,7 @@ def _child(func: Callable[[T], Any], chunks: list[Sequence[T]], tasks: int, sink
 
 
 def _read_all(fd: int) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         part = os.read(fd, 1 << 20)
         if not part:
