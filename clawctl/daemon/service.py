@@ -145,6 +145,17 @@ def _prepare_registry(home: Path) -> None:
     os.waitpid(pid, 0)
 
 
+def stop_budget() -> float:
+    """Seconds requests under way get when the daemon stops (``CLAWCTL_STOP_BUDGET``, default 10)."""
+    from clawctl.daemon.control.server import DEFAULT_STOP_BUDGET, STOP_BUDGET_ENV
+
+    try:
+        return max(0.0, float(os.environ.get(STOP_BUDGET_ENV, DEFAULT_STOP_BUDGET)))
+    except ValueError:
+        log.warning("%s is not a number of seconds; using %g", STOP_BUDGET_ENV, DEFAULT_STOP_BUDGET)
+        return DEFAULT_STOP_BUDGET
+
+
 def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     """Run the daemon for ``home`` (whose instance ``lock`` the caller holds) until SIGTERM or
     SIGINT; ``detach`` only chooses where logs go. Returns the exit code."""
@@ -170,6 +181,7 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     launcher: ProcessLauncher | None = None
     try:
         launcher = ProcessLauncher()
+        launcher.prepare()  # the fork server boots while the registry and control socket start
         directory = Directory()
         reconciler = Reconciler(registry, launcher, home=home, directory=directory)
         reconciler.restore()
@@ -190,6 +202,8 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
                 log.info("received %s; stopping (agents keep running)", signal.Signals(received).name)
                 break
         loop.shutdown()
+        server.stop(budget=stop_budget())
+        server = None
         log.info("daemon stopped")
         return 0
     finally:

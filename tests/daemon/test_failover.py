@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -210,3 +211,23 @@ def test_rolling_update_under_traffic_fails_no_request(fleet: Fleet) -> None:
     assert all(a["pid"] != before[a["id"]] and not a["outdated"] for a in after)
     reasons = [(e["reason"], e["target"]) for e in fleet.events()]
     assert ("Started", "work-2") in reasons  # maxSurge 1 (the default): capacity held during the update
+
+
+def test_daemon_stop_answers_requests_under_way_within_its_budget(fleet: Fleet) -> None:
+    _apply(fleet, pool_yaml("work", [*WORKER, "--service-time", "1.5"], extra=HEALTH))
+    conn = operator_connection(fleet.home)
+    session = conn.call("sessions.open", {"pool": "work"})["id"]
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(
+        conn.call("sessions.send", {"session": session, "message": "slow"}, timeout=30)))
+    thread.start()
+    time.sleep(0.3)  # the message is with the agent
+    run = fleet.cli("daemon", "stop")
+    thread.join(timeout=30)
+    conn.close()
+    assert run.code == 0, run.err
+    assert result and result[0]["reply"]["handled"] == 1  # answered, not cut off
+    agent = fleet.agents()[0]
+    assert agent["state"] == "Running"  # agents keep running; the next daemon re-adopts them
+    assert fleet.cli("daemon", "start").code == 0
+    assert _send(fleet, session, "again")["handled"] == 2

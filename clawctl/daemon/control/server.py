@@ -56,6 +56,11 @@ AGENT_RATE = float(os.environ.get("CLAWCTL_AGENT_RATE", "5000"))
 """Requests per second one agent may make on average (all its connections together)…"""
 AGENT_BURST = float(os.environ.get("CLAWCTL_AGENT_BURST", "10000"))
 """…in bursts of up to this many; beyond, requests are refused as rate-limited."""
+STOP_BUDGET_ENV = "CLAWCTL_STOP_BUDGET"
+DEFAULT_STOP_BUDGET = 10.0
+"""Seconds a stopping daemon gives requests already under way to be answered (it answers new ones
+"stopping" at once); with the rest of the shutdown it fits systemd's default 90 s stop timeout and
+the 30 s of the unit in docs/daemon.md."""
 UNMETERED = frozenset({"heartbeat", "sessions.reply", "messages.ack"})
 """Answers to what the daemon sent (and the sign of life): refusing them would stall the sender or
 make a busy agent look hung; they are bounded by what was sent, and cost no registry query."""
@@ -158,6 +163,9 @@ class ControlServer:
         self._failure: BaseException | None = None
         self._peers: dict[int, Peer] = {}
         self._serving: set[asyncio.Task[Any]] = set()
+        self._answering: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._budget = 0.0
         self._numbers = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -170,12 +178,16 @@ class ControlServer:
         if self._failure is not None:
             raise DaemonUnavailable(f"the control server did not start: {self._failure}")
 
-    def stop(self) -> None:
-        """Stop serving: close every connection, then the socket (its file is removed)."""
+    def stop(self, budget: float = 0.0) -> None:
+        """Stop serving: take no new connection, answer the operator's new requests "stopping", give
+        the requests already under way up to ``budget`` seconds to be answered (agents are still
+        served, so they can finish them), write what is pending, close every connection, then the
+        socket."""
+        self._budget = budget
         if self.loop is not None and self._stopping is not None:
             self.loop.call_soon_threadsafe(self._stopping.set)
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=budget + 10)
         self.db.close()
         try:
             self.path.unlink()
@@ -240,6 +252,10 @@ class ControlServer:
             await self._stopping.wait()
         finally:
             server.close()
+            self._closing = True
+            if self._answering and self._budget > 0:
+                log.info("stopping: %d request(s) under way get up to %gs", len(self._answering), self._budget)
+                await asyncio.wait(set(self._answering), timeout=self._budget)
             for peer in list(self._peers.values()):
                 peer.close()
             for task in list(self._serving):
@@ -326,6 +342,12 @@ class ControlServer:
         except ClawctlError as exc:
             peer.send(error_response(request_id_of(obj), exc).to_json())
             return
+        # Agents keep being served while stopping: their requests finish the work under way
+        # (a handler saving its session's state before it answers).
+        if self._closing and (peer.caller is None or peer.caller.agent is None):
+            peer.send(error_response(request.id, DaemonUnavailable(
+                "the daemon is stopping", hint="send it again once the daemon is back")).to_json())
+            return
         if request.method == "hello" or peer.caller is None:
             await self._answer(peer, request)  # in order: nothing else may run before hello is judged
             return
@@ -340,7 +362,9 @@ class ControlServer:
                 hint="wait for answers before sending more")).to_json())
             return
         peer.inflight += 1
-        asyncio.get_running_loop().create_task(self._answer(peer, request))
+        task = asyncio.get_running_loop().create_task(self._answer(peer, request))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
 
     async def _answer(self, peer: Peer, request: Request) -> None:
         try:
