@@ -50,9 +50,19 @@ class ForkServer:
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
+        self._greeted = False
         self.pid: int | None = None
         self.broken: str | None = None
         """Why this server is not used any more (None while it is usable)."""
+
+    def start(self) -> None:
+        """Start the server process if none runs, without waiting for it to be ready (it boots
+        while the caller does other work; the first ``spawn`` waits for its greeting)."""
+        if self._sock is None and self.broken is None:
+            try:
+                self._launch()
+            except Unavailable:
+                pass  # recorded in ``broken``; spawn() says so
 
     def spawn(self, shim_args: list[str], env: dict[str, str], log: str) -> int:
         """Start one agent: ``shim_args`` as the shim takes them (``--cwd …  --exe EXE -- ARGV``),
@@ -67,8 +77,10 @@ class ForkServer:
             if self.broken is not None:
                 raise Unavailable(self.broken)
             if self._sock is None:
-                self._start()
+                self._launch()
             try:
+                if not self._greeted:
+                    self._greet()
                 reply = self._call((shim_args, env, log))
             except (OSError, EOFError, ValueError) as exc:
                 self.close()
@@ -87,6 +99,7 @@ class ForkServer:
         """Stop the server (it exits when its socket closes) and collect its exit."""
         sock, self._sock = self._sock, None
         pid, self.pid = self.pid, None
+        self._greeted = False
         if sock is not None:
             sock.close()
         if pid is not None:
@@ -97,7 +110,7 @@ class ForkServer:
         if self._sock is not None:
             self._sock.close()
 
-    def _start(self) -> None:
+    def _launch(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             argv = [sys.executable, "-I", "-S", str(SHIM_PATH), "--serve"]
@@ -118,10 +131,14 @@ class ForkServer:
         SERVER_PIDS.add(pid)
         self._sock, self.pid = ours, pid
         ours.settimeout(REPLY_TIMEOUT)
+
+    def _greet(self) -> None:
+        """Wait for the server's first message: ready, or why it cannot clone here."""
         try:
             hello = self._receive()
         except (OSError, EOFError, ValueError) as exc:
             hello = ("unsupported", f"no greeting ({exc})")
+        self._greeted = True
         if hello[0] != "ready":
             self.broken = f"the fork server cannot clone here: {hello[1]}"
             self.close()

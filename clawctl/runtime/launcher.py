@@ -235,6 +235,14 @@ class ProcessLauncher:
             ) from exc
         return proc
 
+    def prepare(self) -> None:
+        """Probe the host and start the fork server now, so that the first spawn does not wait
+        for either (the server boots while the caller goes on)."""
+        self.host  # noqa: B018 - the probe, before the server: it may move this process's cgroup
+        if self._fork_server is not None:
+            with self._lock:
+                self._fork_server.start()
+
     def close(self) -> None:
         """Stop the fork server, if one runs (agents keep running; a later spawn starts another)."""
         if self._fork_server is not None:
