@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 _OUTSIDE = re.compile(r"[^\n\x20-\x7e]")
-"""Tabs, CR, control characters and non-ASCII text: rules (line breaks, printable
+"""Tabs, lone CRs, control characters and non-ASCII text: rules (line breaks, printable
 characters, BOMs) that only the full parser implements."""
 
 _KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-/]*):(?: +(.*))?$")
@@ -85,6 +85,8 @@ class _Unsupported(Exception):
 def parse_simple(text: str) -> list[tuple[int, Any]] | None:
     """``(index, data)`` of every non-empty document of ``text``, or None when the text is
     not entirely in the simple subset (then nothing about its validity is implied)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")  # Windows line ends are line ends to YAML too; a lone CR is not ours
     if _OUTSIDE.search(text):
         return None
     try:

@@ -62,6 +62,7 @@ ACCEPTED = {
     "documents": "--- # doc\na: 1\n--- \n---\n- x\n",
     "leading comment": "# c\n---\na: 1\n",
     "trailing marker": "a: 1\n---\n",
+    "crlf": "a: 1\r\nb:\r\n  - 'x' # c\r\n  - [y, z]\r\n---\r\nc: d\r\n",
     "policy rules": "rules:\n- from: a\n  messages: [b, c]\n  events: {publish: [a.*], subscribe: []}\n"
                     "- from: b\n  sharedState:\n    read: [x]\n",
 }
@@ -84,7 +85,7 @@ DECLINED = {
     "multi-line flow": "a: [1,\n  2]\n",
     "escape": "a: \"x\\ny\"\n",
     "tab": "a:\tb\n",
-    "crlf": "a: 1\r\n",
+    "lone cr": "a: 1\rb: 2\n",
     "non-ascii": "a: 'Zürich'\n",
     "document end": "a: 1\n...\n",
     "directive": "%YAML 1.2\n---\na: 1\n",
@@ -114,13 +115,13 @@ def corpus() -> list[str]:
 
 
 def test_every_config_in_the_repository() -> None:
-    texts = [*corpus(), fleet_yaml(3), *ACCEPTED.values()]
+    texts = [*corpus(), fleet_yaml(3), fleet_yaml(2).replace("\n", "\r\n"), *ACCEPTED.values()]
     assert all(agrees(text) for text in texts)
     simple = sum(parse_simple(text) is not None for text in texts)
     assert simple > len(texts) // 2, "most real files are meant to take the simple path"
 
 
-SIGNIFICANT = list(" -:#'\"[]{},\n&*!|>?%@`~.0123456789aetn_\\\t")
+SIGNIFICANT = [*" -:#'\"[]{},\n&*!|>?%@`~.0123456789aetn_\\\t\r", "\r\n"]
 
 
 def mutate(text: str, rng: random.Random) -> str:
@@ -149,7 +150,7 @@ def mutate(text: str, rng: random.Random) -> str:
 
 def test_mutated_configs_are_declined_or_read_alike() -> None:
     rng = random.Random(20261122)
-    seeds = [*corpus(), fleet_yaml(3), *ACCEPTED.values()]
+    seeds = [*corpus(), fleet_yaml(3), fleet_yaml(2).replace("\n", "\r\n"), *ACCEPTED.values()]
     accepted = 0
     for _ in range(6000):
         text = mutate(rng.choice(seeds), rng)
