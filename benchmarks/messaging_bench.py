@@ -166,6 +166,8 @@ def main() -> int:
     parser.add_argument("--single", type=int, default=2000, help="messages for the lone-message latency round")
     parser.add_argument("--paced-rate", type=float, default=5000.0, help="messages/s of the paced latency round")
     parser.add_argument("--paced-seconds", type=float, default=4.0)
+    parser.add_argument("--paced-batch", type=int, default=10, help="messages per call in the paced round")
+    parser.add_argument("--paced-threads", type=int, default=4, help="sending threads per sender in the paced round")
     parser.add_argument("--rounds", default="throughput,lone,paced",
                         help="which rounds to run, comma-separated (default: all three)")
     parser.add_argument("--repeat", type=int, default=1, help="run the chosen rounds this many times")
@@ -201,9 +203,10 @@ def main() -> int:
                            run_round(conn, senders[:1], receivers, args.single, 1, 1, procs=procs))
                 if "paced" in rounds:
                     per_sender = args.paced_rate / len(senders)
-                    report(f"latency under load: {args.paced_rate:,.0f} messages/s paced, batches of 10",
-                           run_round(conn, senders, receivers, int(per_sender * args.paced_seconds), 4, 10,
-                                     per_sender, procs=procs))
+                    report(f"latency under load: {args.paced_rate:,.0f} messages/s paced, batches of "
+                           f"{args.paced_batch} from {args.paced_threads} threads per sender",
+                           run_round(conn, senders, receivers, int(per_sender * args.paced_seconds),
+                                     args.paced_threads, args.paced_batch, per_sender, procs=procs))
             conn.close()
         finally:
             survivors = fleet.teardown()

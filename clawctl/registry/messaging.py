@@ -166,12 +166,20 @@ def _sqlite_insert(db: sqlite3.Connection, rows: Sequence[MessageRow], *, skip_t
     (sender, client id) is taken is left out and its id returned; otherwise IntegrityError."""
     refused: set[str] = set()
     tail = _SQLITE_SKIP_TAKEN if skip_taken else ""
+    times: dict[datetime, str] = {}  # the messages of one request share their time: format it once
+
+    def stamp(at: datetime) -> str:
+        text = times.get(at)
+        if text is None:
+            text = times[at] = _sqlite_time(at)
+        return text
+
     for start in range(0, len(rows), _SQLITE_CHUNK):
         chunk = rows[start:start + _SQLITE_CHUNK]
         cursor = db.execute(f"{_SQLITE_INSERT_HEAD} {', '.join([_SQLITE_ROW] * len(chunk))}{tail}", [
             value for r in chunk for value in (
                 r.id, r.fleet_id, r.sender, r.recipient, r.target, json.dumps(r.payload), r.state.value,
-                r.attempts, _sqlite_time(r.created_at), r.seq, r.client_id)])
+                r.attempts, stamp(r.created_at), r.seq, r.client_id)])
         if cursor.rowcount < len(chunk):  # some were skipped: which ones (rare: a retry raced in)
             ids = [r.id for r in chunk]
             stored = {i for (i,) in db.execute(f"SELECT id FROM messages WHERE id IN ({', '.join('?' * len(ids))})",

@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +193,33 @@ def test_messages_to_an_agent_scaled_away_become_dead_letters(fleet: Fleet) -> N
     dead = fleet.wait_for(lambda: json.loads(fleet.cli("messages", "--state", "dead", "-o", "json").out)["messages"],
                           what="the message to the removed agent to be a dead letter", timeout=30)
     assert dead[0]["recipient"] == "beta-1"
+
+
+def test_sends_wait_for_a_registry_locked_by_another_writer_and_are_stored(fleet: Fleet) -> None:
+    _fleet(fleet)
+    agents = Agents(fleet)
+    assert isinstance(agents.do("alpha", do="send", to="agent/beta-0", payload={"n": -1}), str)  # warm
+    # Midway through a stream of sends another process takes SQLite's write lock for a second:
+    # the daemon cannot write on its event loop, hands the flushes to its database thread (which
+    # waits for the lock), answers each send only once it is stored, and loses nothing.
+    db = sqlite3.connect(fleet.home / "registry.db", isolation_level=None, check_same_thread=False)
+    answer: list[Any] = []
+    sender = threading.Thread(target=lambda: answer.append(agents.do("alpha", do="send_many", to="agent/beta-0",
+                                                                     count=400)))
+    started = time.monotonic()
+    sender.start()
+    time.sleep(0.3)
+    db.execute("BEGIN IMMEDIATE")
+    time.sleep(1.0)
+    db.execute("COMMIT")
+    db.close()
+    sender.join(timeout=60)
+    assert time.monotonic() - started >= 1.3
+    [ids] = answer
+    assert len(ids) == 400
+    with sqlite3.connect(fleet.home / "registry.db") as check:
+        stored = {i for (i,) in check.execute("select id from messages")}
+    assert set(ids) <= stored
+    seen = fleet.wait_for(lambda: len(s := agents.do("beta", do="seen")["messages"]) == 401 and s,
+                          what="the messages sent while the registry was locked to arrive", timeout=60)
+    assert [m["payload"]["n"] for m in seen] == list(range(-1, 400))  # in send order

@@ -114,6 +114,12 @@ class Database:
             raw.execute("COMMIT")
             return result
 
+    def open_inline(self) -> InlineWriter | None:
+        """A writer for the event loop thread itself (SQLite only; None otherwise)."""
+        if self.registry.url.get_backend_name() != "sqlite":
+            return None
+        return InlineWriter(self.registry)
+
     def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Like ``run``, from a thread outside the event loop (startup, tests)."""
         return self._executor.submit(self._call, fn).result()
@@ -128,3 +134,44 @@ class Database:
                 self._conn = None
         self._executor.submit(_close).result()
         self._executor.shutdown(wait=True)
+
+
+class InlineWriter:
+    """A second SQLite connection, for short writes made on the event loop thread itself.
+
+    It never waits for SQLite's write lock: when another connection holds it (the database
+    thread, the reconciler, an apply), ``try_run`` declines at once and the caller goes through
+    ``Database.post``. When the lock is free it saves a write its two thread hand-overs (queue
+    to the database thread, wake the event loop again), each a wake-up that waits its turn for
+    a CPU and for the GIL. Commits are as durable as the database thread's (synchronous=NORMAL
+    in WAL mode); like its, they leave the WAL checkpoint to the checkpoint thread.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._conn = registry.row_connection(synchronous_normal=True)
+        self._raw: sqlite3.Connection = self._conn.connection.driver_connection  # type: ignore[assignment]
+        self._raw.execute("PRAGMA busy_timeout = 0")
+
+    def try_run(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
+        """(True, ``fn(raw)``) run and committed in one transaction; (False, None) when another
+        connection holds the write lock (nothing done). Errors are raised as RegistryError."""
+        raw = self._raw
+        with translating(self.registry.where, timeout=0.0):
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return False, None
+                raise
+            try:
+                result = fn(raw)
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            return True, result
+
+    def close(self) -> None:
+        self._conn.close()

@@ -29,8 +29,8 @@ from sqlalchemy.engine import Connection
 
 from clawctl.config.model import CommunicationPolicy
 from clawctl.daemon.control.caller import Caller, PolicyBook, resolve_fleet
-from clawctl.daemon.control.db import Database
-from clawctl.daemon.control.directory import Directory, PoolView
+from clawctl.daemon.control.db import Database, InlineWriter
+from clawctl.daemon.control.directory import AgentView, Directory, PoolView, Snapshot
 from clawctl.errors import ClawctlError, Conflict, NotFound, PolicyDenied, ProtocolError, RateLimited, UsageError
 from clawctl.policies import access
 from clawctl.policies.access import AccessDecision
@@ -116,9 +116,16 @@ class MessagingService:
         """Guards ``_batch`` and ``_posted``: the event loop fills the batch, the database thread takes it."""
         self._posted = False
         """A flush is queued on the database thread and has not taken the batch yet."""
+        self._outstanding = 0
+        """Flushes handed to the database thread and not answered yet (the event loop's count)."""
+        self._inline: InlineWriter | None = None
+        self._inline_due = False
+        """An inline flush is scheduled for the end of this turn of the event loop."""
         self._subscriptions: dict[int, tuple[Caller, set[str]]] = {}
         self._watches: dict[int, tuple[Caller, set[str]]] = {}
         self._balancers: dict[tuple[str, str], BalancerState] = {}
+        self._members: tuple[Snapshot | None, dict[tuple[str, str], list[AgentView]]] = (None, {})
+        """The agents of each pool in one directory snapshot (placing a message needs them)."""
         self._recent: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
         """(sender, client id) → (message id, recipient) of recent sends."""
         self._ticker: asyncio.Task[None] | None = None
@@ -128,6 +135,7 @@ class MessagingService:
             return store.max_seq(conn), store.pending(conn)
 
         self._seq, rows = await self.db.run(load)
+        self._inline = self.db.open_inline()
         for row in rows:
             self._pending.setdefault(row.recipient, OrderedDict())[row.id] = Pending(row, row.attempts)
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -137,6 +145,9 @@ class MessagingService:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         await self._flush_now()
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
 
     async def _tick_loop(self) -> None:
         """Deliver again what waited longer than ACK_TIMEOUT for its acknowledgement; make dead
@@ -236,9 +247,10 @@ class MessagingService:
         outcomes: list[dict[str, Any] | ClawctlError | None] = [None] * len(items)
         fresh: list[tuple[int, MessageRow]] = []
         now = _utc(self.clock())  # the messages of one request share their send time
+        allowed: set[str] = set()  # target pools the policy lets the caller message (asked once each)
         for index, item in enumerate(items):
             try:
-                prepared = await self._prepare(caller, fleet, item, now)
+                prepared = await self._prepare(caller, fleet, item, now, allowed)
             except ClawctlError as exc:
                 outcomes[index] = exc
                 continue
@@ -265,17 +277,20 @@ class MessagingService:
                     outcomes[index] = self._accepted(row)
         return [o if o is not None else ClawctlError("not sent") for o in outcomes]
 
-    async def _prepare(self, caller: Caller, fleet: str, item: Mapping[str, Any],
-                       now: datetime) -> MessageRow | dict[str, Any]:
-        """The row to store for ``item``, or the answer of an earlier send with the same id."""
+    async def _prepare(self, caller: Caller, fleet: str, item: Mapping[str, Any], now: datetime,
+                       allowed: set[str]) -> MessageRow | dict[str, Any]:
+        """The row to store for ``item``, or the answer of an earlier send with the same id.
+        ``allowed``: target pools already allowed in this request (a pool allowed here is added)."""
         target: str = item["to"]
         kind, _, name = target.partition("/")
         if kind not in ("agent", "pool") or not name:
             raise UsageError(f"message target {target!r} is not agent/ID or pool/NAME",
                              hint="e.g. to: pool/quality-control or agent/quality-control-2")
         target_pool = self._target_pool(fleet, kind, name)
-        await self._check(caller, fleet, lambda p, pool: access.may_message(p, pool, target_pool.model.name),
-                          "messages.send", target, "message")
+        if target_pool.model.name not in allowed:
+            await self._check(caller, fleet, lambda p, pool: access.may_message(p, pool, target_pool.model.name),
+                              "messages.send", target, "message")
+            allowed.add(target_pool.model.name)
         sender = caller.key or OPERATOR
         client_id: str | None = item.get("id")
         if client_id is not None and (sender, client_id) in self._recent:
@@ -334,10 +349,8 @@ class MessagingService:
 
     def _place(self, pool: PoolView) -> str:
         """An agent of ``pool`` for a message to the pool, by the pool's strategy (live agents only)."""
-        agents = [v for v in self.directory.snapshot.agents.values()
-                  if v.fleet == pool.fleet and v.pool == pool.model.name]
         candidates = [Candidate(v.key, v.slot, len(self._pending.get(v.key, ())), capacity=MAX_UNACKED,
-                                accepts=v.running and not v.standby) for v in agents]
+                                accepts=v.running and not v.standby) for v in self._pool_agents(pool)]
         memory = (pool.fleet, pool.model.name)
         placement = place(pool.model.policies.load_balancing.strategy, candidates, key=None,
                           state=self._balancers.get(memory, BalancerState()))
@@ -346,6 +359,17 @@ class MessagingService:
                            hint="clawctl status shows its agents")
         self._balancers[memory] = placement.state
         return placement.agent_id
+
+    def _pool_agents(self, pool: PoolView) -> list[AgentView]:
+        """The agents of ``pool`` in the current snapshot (grouped once per snapshot, not per message)."""
+        snapshot = self.directory.snapshot
+        seen, members = self._members
+        if seen is not snapshot:
+            members = {}
+            for view in snapshot.agents.values():
+                members.setdefault((view.fleet, view.pool), []).append(view)
+            self._members = (snapshot, members)
+        return members.get((pool.fleet, pool.model.name), [])
 
     def _deliver(self, pending: Pending) -> None:
         view = self.directory.snapshot.agents.get(pending.row.recipient)
@@ -419,10 +443,13 @@ class MessagingService:
             "payload": r.payload} for r in rows]}
 
     # ---------------------------------------------------------------- batching
-    # Group commit: the event loop adds writes to ``_batch``; one flush at a time runs on the
-    # database thread, and a flush takes the batch when it starts, not when it is queued. While
-    # one flush writes, the next is already queued behind it and takes everything that arrived
-    # meanwhile, so the database thread goes from commit to commit without waiting for the loop.
+    # Group commit: the event loop adds writes to ``_batch``; a flush writes everything added
+    # until it starts. On SQLite a flush runs on the event loop itself at the end of the turn
+    # that added the writes (every request read in that turn shares it), unless another
+    # connection holds the write lock or flushes are still waiting on the database thread: then
+    # it goes to the database thread, which waits for the lock. There one flush runs at a time,
+    # the next is already queued behind it and takes the batch when it starts, so that thread
+    # goes from commit to commit without waiting for the event loop.
     def _queue(self, **items: Any) -> None:
         with self._batch_lock:
             writes = self._batch.writes
@@ -441,14 +468,44 @@ class MessagingService:
         return done
 
     def _kick(self) -> None:
-        """Queue a flush unless one is queued already (the event loop thread only)."""
+        """Arrange a flush unless one is arranged already (the event loop thread only)."""
         with self._batch_lock:
-            if self._posted or not self._batch:
+            if self._posted or self._inline_due or not self._batch:
+                return
+            if self._inline is not None and not self._outstanding:
+                self._inline_due = True
+                asyncio.get_running_loop().call_soon(self._flush_inline)
                 return
             self._posted = True
+        self._post()
+
+    def _post(self) -> None:
+        """Hand a flush to the database thread (``_posted`` is set)."""
+        self._outstanding += 1
         taken: list[_Batch] = []  # the batch this flush took, once it started
         self.db.post(lambda conn, raw: self._write(conn, raw, taken),
                      lambda refused, error: self._flushed(taken, refused, error))
+
+    def _flush_inline(self) -> None:
+        """Write the batch now, on the event loop, unless another connection holds the lock."""
+        assert self._inline is not None
+        with self._batch_lock:
+            self._inline_due = False
+            if self._posted or self._outstanding or not self._batch:  # keep the order of flushes
+                return
+            batch, self._batch = self._batch, _Batch()
+        try:
+            ran, refused = self._inline.try_run(lambda raw: store.write_sqlite(raw, batch.writes))
+        except ClawctlError as exc:
+            self._settle(batch, None, exc)
+            return
+        if ran:
+            self._settle(batch, refused, None)
+            return
+        with self._batch_lock:  # nothing was added meanwhile: this thread is the one that adds
+            self._batch = batch
+            self._posted = True
+        self._post()
 
     def _write(self, conn: Connection, raw: sqlite3.Connection | None, taken: list[_Batch]) -> set[str]:
         """On the database thread: take the batch and write it, in the transaction ``post`` opened."""
@@ -459,23 +516,29 @@ class MessagingService:
         return store.write_sqlite(raw, batch.writes) if raw is not None else store.write(conn, batch.writes)
 
     def _flushed(self, taken: list[_Batch], refused: set[str] | None, error: BaseException | None) -> None:
-        """On the event loop: answer those who wait for a flush."""
-        if error is None and taken:
-            if taken[0].done is not None and not taken[0].done.done():
-                taken[0].done.set_result(refused or set())
-            return
-        log.warning("could not write messages to the registry: %s", error)
+        """On the event loop, after a flush of the database thread."""
+        self._outstanding -= 1
         if taken:
-            batch = taken[0]
+            self._settle(taken[0], refused, error)
         else:  # it failed before taking the batch (no transaction, the daemon stopping): fail that batch
             with self._batch_lock:
                 batch, self._batch = self._batch, _Batch()
                 self._posted = False
-        if batch.done is not None and not batch.done.done():
-            batch.done.set_exception(error if isinstance(error, ClawctlError)
-                                     else ClawctlError("the message could not be stored", hint="see the daemon log"))
-            batch.done.exception()  # marked retrieved: a flush that only barriers waited for is no unhandled error
+            self._settle(batch, None, error or ClawctlError("the flush did not run"))
         self._kick()
+
+    def _settle(self, batch: _Batch, refused: set[str] | None, error: BaseException | None) -> None:
+        """Answer those who wait for ``batch``."""
+        if error is not None:
+            log.warning("could not write messages to the registry: %s", error)
+        if batch.done is None or batch.done.done():
+            return
+        if error is None:
+            batch.done.set_result(refused or set())
+            return
+        batch.done.set_exception(error if isinstance(error, ClawctlError)
+                                 else ClawctlError("the message could not be stored", hint="see the daemon log"))
+        batch.done.exception()  # marked retrieved: a flush that only barriers waited for is no unhandled error
 
     async def _flush_now(self) -> None:
         """Wait until everything queued so far is in the registry (or its flush failed)."""
