@@ -42,8 +42,6 @@ from supervise_bench import PLAIN_ARGV, Clawctl, Supervisord, log  # noqa: E402
 WORKER_ARGV = (sys.executable, "-m", "clawctl.agent.examples.worker")
 BAR_HOT_STANDBY_MS = 50.0
 """Issue 7: hot-standby promotion, death → sessions answering, under 50 ms."""
-BAR_RESTART_MS = 100.0
-"""DESIGN.md §5: crash → replacement running, p50 under 100 ms for ``restart``."""
 SETTLE = 1.2
 """Seconds between a recovery and the next kill: past backoff.resetAfter (1 s), so every
 kill is a 'first' crash that restarts at once (as supervisord always does)."""
@@ -241,8 +239,9 @@ def main() -> None:
     hot_p50 = percentile([v * 1000 for v in hot["samples"]], 50)
     restart_p50 = percentile([v * 1000 for v in restart["samples"]], 50)
     print(f"\nhot-standby p50 {hot_p50:.1f} ms: {'meets' if hot_p50 < BAR_HOT_STANDBY_MS else 'MISSES'} the "
-          f"{BAR_HOT_STANDBY_MS:g} ms bar; restart p50 {restart_p50:.1f} ms "
-          f"({'meets' if restart_p50 < BAR_RESTART_MS else 'misses'} the {BAR_RESTART_MS:g} ms bar of DESIGN.md)")
+          f"{BAR_HOT_STANDBY_MS:g} ms bar of issue 7. restart p50 {restart_p50:.1f} ms: the agent's own start-up, "
+          "hello and the sessions' move included (DESIGN.md's restart bar, crash → replacement running, is "
+          "measured by supervise_bench.py)")
     for name, result in (("hot-standby", hot), ("restart", restart), ("supervisord", sup)):
         if result["failures"]:
             print(f"{name}: {len(result['failures'])} failure(s): {result['failures'][:5]}")
