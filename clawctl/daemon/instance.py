@@ -10,7 +10,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
 from filelock import FileLock, Timeout
 
 from clawctl.errors import Conflict
@@ -70,10 +69,12 @@ class InstanceLock:
 
     def publish(self) -> DaemonInfo:
         """Announce this process as the daemon (clients wait for this: call it once ready)."""
-        me = psutil.Process()
         from clawctl import __version__
+        from clawctl.runtime.identity import create_time  # psutil's value, without loading psutil
 
-        info = DaemonInfo(os.getpid(), me.create_time(), time.time(), __version__)
+        started = create_time(os.getpid())
+        assert started is not None  # this process exists
+        info = DaemonInfo(os.getpid(), started, time.time(), __version__)
         tmp = self.home / f"{INFO_FILE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
         tmp.replace(self.home / INFO_FILE)

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import psutil
-
 from clawctl.config.model import Isolation
 from clawctl.errors import RuntimeFailure
 from clawctl.runtime import cgroups, forkserver, identity, tree, usage
@@ -415,8 +413,8 @@ class ProcessLauncher:
                 present.update(_read_words(directory / "cgroup.controllers") & set(CONTROLLERS))
         try:
             pgid = os.getpgid(pid)
-            nofile = psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE)[0]
-        except (OSError, psutil.Error):
+            nofile = _open_files_limit(pid)
+        except OSError:
             return None
         plan = plan_quotas(limits, facts, disk_interval=self._disk_interval)
         enforcement, notes = adopted_enforcement(
@@ -495,6 +493,20 @@ def _posix_spawn(argv: list[str], env: dict[str, str], log: Path) -> int:
             argv[0], [*argv[:4], "--setsid", "1", *argv[4:]], env,  # argv[:4]: python -I -S shim.py
             file_actions=file_actions, setpgroup=0, setsigmask=(), setsigdef=_DEFAULT_SIGNALS,
         )
+
+
+def _open_files_limit(pid: int) -> int:
+    """The soft RLIMIT_NOFILE of process ``pid``. Raises OSError."""
+    import resource
+
+    if hasattr(resource, "prlimit"):  # Linux: what psutil calls too, without loading psutil
+        return resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE)[0])
+    except psutil.Error as exc:
+        raise OSError(str(exc)) from exc
 
 
 def _read_words(path: Path) -> set[str]:

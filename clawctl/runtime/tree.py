@@ -14,8 +14,6 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 
-import psutil
-
 from clawctl.errors import RuntimeFailure
 from clawctl.runtime import cgroups, identity
 from clawctl.runtime.records import AgentProcess
@@ -74,6 +72,8 @@ def descendants(pid: int) -> dict[int, float]:
 
 
 def _descendants_by_scan(pid: int) -> dict[int, float]:
+    import psutil  # only on kernels that do not list children, so the daemon does not load it
+
     try:
         children = psutil.Process(pid).children(recursive=True)
     except (psutil.NoSuchProcess, psutil.AccessDenied):

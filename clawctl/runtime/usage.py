@@ -7,8 +7,6 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-import psutil
-
 from clawctl.runtime import cgroups, identity, tree
 from clawctl.runtime.records import AgentProcess
 
@@ -27,9 +25,34 @@ def tree_pids(proc: AgentProcess) -> set[int]:
     return found
 
 
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def measure(pids: Iterable[int]) -> tuple[int, float, int]:
     """(RSS bytes, user+system CPU seconds, live process count) summed over ``pids``;
-    zombies and vanished processes count for nothing."""
+    zombies and vanished processes count for nothing. The values are psutil's
+    (``memory_info().rss``, ``cpu_times()``), read from /proc without it where there is one."""
+    if not identity.HAS_PROC:
+        return _measure_with_psutil(pids)
+    rss, cpu, count = 0, 0.0, 0
+    for pid in pids:
+        fields = identity.stat_fields(pid)
+        if fields is None or fields[0] in (b"Z", b"X"):
+            continue
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                resident = int(fh.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        rss += resident * PAGE_SIZE
+        cpu += (int(fields[11]) + int(fields[12])) / identity.CLOCK_TICKS  # utime, stime
+        count += 1
+    return rss, cpu, count
+
+
+def _measure_with_psutil(pids: Iterable[int]) -> tuple[int, float, int]:
+    import psutil
+
     rss, cpu, count = 0, 0.0, 0
     for pid in pids:
         try:

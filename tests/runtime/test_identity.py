@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -33,3 +34,16 @@ def test_a_zombie_exists_but_does_not_run() -> None:
     finally:
         os.waitpid(pid, 0)
     assert not identity.exists(pid, started)
+
+
+def test_values_are_psutils_without_loading_it() -> None:
+    assert identity.boot_time() == psutil.boot_time()
+    child = os.posix_spawn(sys.executable, [sys.executable, "-S", "-c", "import time; time.sleep(5)"], {})
+    try:
+        assert identity.create_time(child) == psutil.Process(child).create_time()
+    finally:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+    done = subprocess.run([sys.executable, "-c", "import sys, clawctl.runtime.launcher, clawctl.runtime.usage; "
+                           "print('psutil' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # the daemon's runtime does not carry psutil (~1 MB)

@@ -31,6 +31,29 @@ def test_measure_skips_vanished_pids() -> None:
     assert count == 1 and rss > 0 and cpu > 0
 
 
+def test_measure_gives_psutils_values() -> None:
+    import subprocess
+    import sys
+
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "x = bytearray(20 << 20); sum(range(3_000_000)); "
+                              "print('ready', flush=True); input()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        process = psutil.Process(child.pid)
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"  # then it only waits
+        rss, cpu, count = measure([child.pid])
+        times = process.cpu_times()
+        assert count == 1
+        assert rss == process.memory_info().rss
+        assert cpu == times.user + times.system
+    finally:
+        child.kill()
+        child.communicate()
+    assert measure([child.pid]) == (0, 0.0, 0)
+
+
 def test_workdir_walks_are_rate_limited(host: HostFacts, tmp_path: Path) -> None:
     now = [1000.0]
     harness = Harness(ProcessLauncher(host=host, disk_interval=30.0, clock=lambda: now[0]), tmp_path)
