@@ -71,10 +71,6 @@ def _check_pool(pool: AgentPool, names: list[str]) -> list[Finding]:
                                "name another pool, or remove fallbackPool", code="self-reference"))
         elif fo.fallback_pool not in names:
             out.append(_unknown_pool(kind, name, fo_path + ("fallbackPool",), fo.fallback_pool, names, "fallbackPool"))
-        if fo.strategy is not FailoverStrategy.DEGRADE:
-            out.append(Finding(kind, name, fo_path + ("fallbackPool",),
-                               f"fallbackPool is only used by the degrade strategy, not {fo.strategy.value}",
-                               "set failover.strategy: degrade, or remove fallbackPool", Severity.WARNING, "unused"))
     if fo.strategy is FailoverStrategy.HOT_STANDBY and fo.standbys < 1:
         out.append(Finding(kind, name, fo_path + ("standbys",), "hot-standby needs at least one standby",
                            "set failover.standbys: 1 (or more)", code="standbys"))
