@@ -183,3 +183,46 @@ def test_given_up_agents_of_removed_slots_are_forgotten(world: Any) -> None:
         from clawctl.registry import supervision as store
 
         assert sorted(r.agent_id for r in store.load_agents(conn)) == ["web-0", "web-1"]
+
+
+def _command(registry: Registry, verb: str, target: str, args: dict[str, Any] | None = None) -> int:
+    from clawctl.registry import supervision as store
+
+    with registry.writing() as conn:
+        return store.enqueue_command(conn, verb=verb, target=target, actor="test", args=args)
+
+
+def test_a_drained_pool_stays_drained_across_a_daemon_restart_until_uncordoned(world: Any,
+                                                                               clawctl_home: Path) -> None:
+    from clawctl.registry import supervision as store
+
+    registry, launcher, clock, reconciler = world
+    apply(registry, fleet_yaml(2))
+    settle(reconciler, clock)
+    command = _command(registry, "drain", "pool/web", {"grace_period": 1.0})
+    settle(reconciler, clock)
+    assert launcher.running() == [] and states(reconciler) == {}
+    with registry.reading() as conn:
+        assert store.command_result(conn, command) == "cordoned pool web"
+        assert store.load_cordons(conn) == {(1, "web")}
+    again = Reconciler(registry, launcher.restarted(), home=clawctl_home, clock=clock, rng=random.Random(0))
+    again.restore()
+    settle(again, clock)
+    assert states(again) == {}  # still drained: nothing started
+    _command(registry, "uncordon", "pool/web")
+    settle(again, clock)
+    assert sorted(states(again)) == ["web-0", "web-1"]
+    with registry.reading() as conn:
+        assert store.load_cordons(conn) == set()
+
+
+def test_drain_of_an_unknown_target_says_so(world: Any) -> None:
+    from clawctl.registry import supervision as store
+
+    registry, _, clock, reconciler = world
+    apply(registry, fleet_yaml(1))
+    settle(reconciler, clock)
+    command = _command(registry, "drain", "agent/nope")
+    settle(reconciler, clock)
+    with registry.reading() as conn:
+        assert store.command_result(conn, command) == "error: no agent nope"
