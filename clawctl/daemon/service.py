@@ -7,6 +7,7 @@ stop the daemon; agents keep running and the next daemon re-adopts them.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -176,6 +177,9 @@ def run_daemon(home: Path, *, lock: InstanceLock, detach: bool = False) -> int:
     from clawctl.runtime.launcher import ProcessLauncher
 
     _prepare_registry(home)
+    # Everything imported so far lives as long as the daemon: keep the cyclic GC from walking
+    # those ~300,000 objects at every full collection (CPU, and pages touched for nothing).
+    gc.freeze()
     registry = Registry(home=home)
     server: ControlServer | None = None
     launcher: ProcessLauncher | None = None
