@@ -105,16 +105,18 @@ def test_help_still_works_through_typer(capsys: pytest.CaptureFixture[str]) -> N
 
 PROBE = """
 import sys
+before = set(sys.modules)
 from clawctl.cli.main import main
 try:
     main(sys.argv[1:])
 except SystemExit as exit:
     print("CODE", exit.code)
-    print("MODULES", " ".join(sorted(sys.modules)))
+    print("MODULES", " ".join(sorted(set(sys.modules) - before)))
 """
 
 
 def modules_of(*argv: str) -> tuple[int, set[str]]:
+    """Exit code and the modules one CLI run imports (beyond what the interpreter already had)."""
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60,
                           check=False)
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("CODE", "MODULES")))
