@@ -30,12 +30,12 @@ def print_error(message: str, hint: str | None = None) -> None:
 
 def run_guarded(argv: list[str] | None) -> int:
     """Run the CLI and return the process exit code; never lets a traceback reach the user."""
-    args = sys.argv[1:] if argv is None else list(argv)
     try:
         from clawctl.cli.fast_path import run_fast
 
-        code = run_fast(args)
-        return _run_app(args) if code is None else int(code)
+        code = run_fast(sys.argv[1:] if argv is None else list(argv))
+        # typer gets argv as given: with None, click reads sys.argv itself, as it always did.
+        return _run_app(argv) if code is None else int(code)
     except ClawctlError as exc:
         print_error(exc.message, exc.hint)
         return int(exc.exit_code)
@@ -50,7 +50,7 @@ def run_guarded(argv: list[str] | None) -> int:
         return int(ExitCode.INTERNAL)
 
 
-def _run_app(args: list[str]) -> int:
+def _run_app(args: list[str] | None) -> int:
     """The typer app for everything the fast path leaves to it; typer's own exits become codes."""
     from typer import Abort, Exit
     from typer.exceptions import TyperException
