@@ -584,13 +584,6 @@ class Reconciler:
         self._dirty.add(record.key)
         self._event(record, "Stopping", f"{why}; SIGTERM, {grace:g}s grace")
 
-    def stop_all(self, *, grace: float | None = None) -> None:
-        """Ask every running agent to stop (used by `daemon stop --with-agents`)."""
-        now = self.clock()
-        for record in list(self.records.values()):
-            if record.state in LIVE or record.state is AgentState.DRAINING:
-                self._terminate(record.evolve(drain_grace=grace), now, StopReason.POOL_REMOVED.value)
-
     # ---------------------------------------------------------------- commands
     def _run_commands(self, now: float) -> None:
         with self.registry.reading() as conn:
@@ -660,18 +653,20 @@ class Reconciler:
                     self._event(record, "Uncordoned", "serving again")
                     resumed += 1
             return f"uncordoned {resumed} agent(s)"
-        lifted = 0
+        lifted = []
         for fleet in self.desired.values():
-            for entry in list(self.cordons):
-                if entry[0] != fleet.fleet_id:
-                    continue
-                if kind == "fleet" and fleet.name == name or kind == "pool" and name.rpartition("/")[2] == entry[1] \
-                        and ("/" not in name or name.partition("/")[0] == fleet.name):
-                    self.cordons.discard(entry)
-                    self._pool_event(fleet.name, entry[1] if entry[1] != store.FLEET_WIDE else fleet.name,
-                                     "Uncordoned", f"{kind} {name} takes agents again")
-                    lifted += 1
-        return f"uncordoned {kind} {name}" if lifted else f"{kind} {name} was not cordoned"
+            if kind == "fleet" and fleet.name == name:
+                lifted += [c for c in self.cordons if c[0] == fleet.fleet_id]
+            elif kind == "pool":
+                fleet_name, _, pool = name.rpartition("/")
+                if fleet_name in ("", fleet.name) and (fleet.fleet_id, pool) in self.cordons:
+                    lifted.append((fleet.fleet_id, pool))
+        for fleet_id, pool in lifted:
+            self.cordons.discard((fleet_id, pool))
+            fleet_name = next(f.name for f in self.desired.values() if f.fleet_id == fleet_id)
+            self._pool_event(fleet_name, fleet_name if pool == store.FLEET_WIDE else pool, "Uncordoned",
+                             f"{command.target} takes agents again")
+        return f"uncordoned {command.target}" if lifted else f"{command.target} was not cordoned"
 
     # --------------------------------------------------------------- recording
     def _event(self, record: AgentRecord, reason: str, message: str, level: str = "info") -> None:
