@@ -256,18 +256,24 @@ def serve(fd: int = 0) -> int:
     when the daemon closes its end."""
     os.closerange(max(fd, 2) + 1, 1 << 20)  # hold nothing of the daemon's but the socket
     clone, why = _clone_function()
-    _send(fd, ("ready", "") if clone is not None else ("unsupported", why))
+    try:
+        _send(fd, ("ready", "") if clone is not None else ("unsupported", why))
+    except (ConnectionResetError, BrokenPipeError):
+        return 0
     if clone is None:
         return 0
     import resource  # noqa: F401 - loaded once here, so a child's rlimit step costs no import
     import signal  # noqa: F401
 
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    while True:
-        request = _receive(fd)
-        if request is None:
-            return 0
-        _send(fd, _spawn_one(clone, devnull, request))  # type: ignore[arg-type]
+    try:
+        while True:
+            request = _receive(fd)
+            if request is None:
+                return 0
+            _send(fd, _spawn_one(clone, devnull, request))  # type: ignore[arg-type]
+    except (ConnectionResetError, BrokenPipeError):
+        return 0  # the daemon is gone (it may have closed before reading the greeting): so are we
 
 
 def _spawn_one(clone: object, devnull: int, request: tuple[list[str], dict[str, str], str]) -> tuple[object, ...]:

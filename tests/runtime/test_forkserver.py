@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import psutil
 import pytest
 
 from clawctl.runtime import SETUP_FAILED, HostFacts, ProcessLauncher, forkserver
+from clawctl.runtime.host import SHIM_PATH
 
 from .conftest import PATIENCE, Harness, wait_for
 
@@ -147,3 +151,17 @@ def test_a_server_that_cannot_clone_sends_the_launcher_back_to_the_shim(
         assert harness.wait_exit(again).returncode == 0
     finally:
         harness.launcher.close()
+
+
+def test_the_server_exits_quietly_when_the_daemon_goes_before_reading_its_greeting() -> None:
+    ours, theirs = socket.socketpair()
+    server = subprocess.Popen([sys.executable, "-I", "-S", str(SHIM_PATH), "--serve"], stdin=theirs,
+                              stderr=subprocess.PIPE, text=True)
+    theirs.close()
+    try:
+        ours.settimeout(PATIENCE)
+        assert ours.recv(4, socket.MSG_PEEK)  # its greeting is there, unread: closing now resets
+    finally:
+        ours.close()
+    _, err = server.communicate(timeout=PATIENCE)
+    assert server.returncode == 0 and err == ""
