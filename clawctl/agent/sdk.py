@@ -428,27 +428,32 @@ class _SessionQueues:
         self._cond.notify()
 
     def _work(self) -> None:
+        task: Callable[[], None] | None = None
         while True:
             with self._cond:
-                self._idle += 1
-                while not self._ready and not self._stopping:
-                    self._cond.wait()
-                self._idle -= 1
-                if self._stopping:
-                    return
-                key = self._ready.popleft()
-                task = self._queues[key].popleft()
+                if task is None:
+                    self._idle += 1
+                    while not self._ready and not self._stopping:
+                        self._cond.wait()
+                    self._idle -= 1
+                    if self._stopping:
+                        return
+                    key = self._ready.popleft()
+                    task = self._queues[key].popleft()
             try:
                 task()
             except BaseException:  # a task must never end a worker  # noqa: BLE001
                 log.exception("clawctl agent: an internal task failed")
             with self._cond:
+                task = None
                 if self._stopping:
                     return
-                if self._queues[key]:
-                    self._schedule(key)  # to the back: other sessions get their turn
-                else:
+                if not self._queues[key]:
                     del self._queues[key]
+                elif self._ready:
+                    self._schedule(key)  # to the back: other sessions get their turn
+                else:  # nobody else waits: go on with this key here, no hand-over to another thread
+                    task = self._queues[key].popleft()
 
     def in_worker(self) -> bool:
         """Whether the calling thread is one of the workers (a handler)."""
@@ -521,7 +526,7 @@ class Agent:
         self._sessions: dict[str, Session] = {}
         self._inflight: set[str] = set()  # message ids queued or being handled: a redelivery is skipped
         self._direct_inflight: set[tuple[str, str]] = set()  # (sender, id) of durable messages, likewise,
-        # until their ack was sent (or failed)
+        # until their ids are recorded on disk (then `_acked` recognises a redelivery)
         self._ack_cond = threading.Condition()  # guards the four below
         self._ack_queue: list[tuple[str, str]] = []  # handled (sender, id)s to record and acknowledge
         self._ack_thread: threading.Thread | None = None  # the flusher, started with the first ack
@@ -1082,12 +1087,14 @@ class Agent:
     def _flush_acks(self, batch: list[tuple[str, str]]) -> None:
         try:
             self._acked.add_many(batch)  # on disk before the ack: a restart does not hand them over again
-            ids = list(dict.fromkeys(mid for _, mid in batch))
-            for start in range(0, len(ids), MAX_BATCH):
-                self._send_acks(ids[start:start + MAX_BATCH])
         finally:
+            # From here a redelivery of these is recognised as acknowledged (``_acked``) and only
+            # acknowledged again; dropping it as in flight could lose it if this ack is lost.
             with self._lock:
                 self._direct_inflight.difference_update(batch)
+        ids = list(dict.fromkeys(mid for _, mid in batch))
+        for start in range(0, len(ids), MAX_BATCH):
+            self._send_acks(ids[start:start + MAX_BATCH])
 
     def _send_acks(self, ids: list[str]) -> None:
         # messages.ack is safe to repeat: call() sends it again on a new connection if this one drops.
