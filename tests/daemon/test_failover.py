@@ -4,7 +4,6 @@ uncordon, and a rolling update under traffic with no failed request."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -15,7 +14,8 @@ import pytest
 
 from clawctl.daemon.client import operator_connection
 from clawctl.errors import ClawctlError
-from tests.daemon.conftest import FLEET, PY, Fleet, pool_yaml
+from tests.daemon.conftest import PY, Fleet, pool_yaml
+from tests.daemon.test_control import _apply, _json, _send
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -32,22 +32,6 @@ failover:
   standbys: 1
   backoff: {initial: 100ms}
 """
-
-
-def _apply(fleet: Fleet, text: str) -> None:
-    path = fleet.write("fleet.yaml", FLEET + text)
-    run = fleet.cli("apply", str(path), "--wait", "--timeout", "60", "--yes")
-    assert run.code == 0, run.out + run.err
-
-
-def _json(fleet: Fleet, *args: str) -> Any:
-    run = fleet.cli(*args, "-o", "json")
-    assert run.code == 0, run.out + run.err
-    return json.loads(run.out)
-
-
-def _send(fleet: Fleet, session: str, message: Any) -> Any:
-    return _json(fleet, "sessions", "send", session, json.dumps(message), "--json")["reply"]
 
 
 def _agent(fleet: Fleet, agent_id: str) -> dict[str, Any]:

@@ -700,10 +700,7 @@ class SessionService:
                             if live is None:
                                 stuck.add(key)  # waits for an agent with room (or its own restart)
                             continue
-                        store.assign_agent(conn, row.id, target, from_agent=key)
-                        self._occupy(row.fleet_id, row.pool, key, -1)
-                        self._occupy(row.fleet_id, row.pool, target, +1)
-                        moved.append((target, row, store.get_state(conn, row.id).data))
+                        moved.append((target, row, self._move_on_db(conn, row, key, target)))
             return moved, closed, stuck
 
         try:
@@ -724,6 +721,16 @@ class SessionService:
                     self._deliver(pending)
         for row in closed:
             self._after_close(replace(row, state=SessionState.CLOSED), None, now_s)
+
+    def _move_on_db(self, conn: Connection, row: SessionRow, source: str, target: str,
+                    pool: str | None = None) -> Any:
+        """Move session ``row`` from agent ``source`` to ``target`` (and to ``pool`` when it is another
+        pool), keeping state and history; returns its state for the new owner (db thread)."""
+        new_pool = pool if pool is not None and pool != row.pool else None
+        store.assign_agent(conn, row.id, target, from_agent=source, pool=new_pool)
+        self._occupy(row.fleet_id, row.pool, source, -1)
+        self._occupy(row.fleet_id, new_pool or row.pool, target, +1)
+        return store.get_state(conn, row.id).data
 
     def _successor_on_db(self, conn: Connection, pool: PoolView, key: str | None) -> str | None:
         """The standby promoted in place of a failed agent, if it can take one more session (db thread)."""
@@ -785,11 +792,8 @@ class SessionService:
                     if target is None:
                         stayed += 1
                         continue
-                    store.assign_agent(conn, row.id, target, from_agent=key,
-                                       pool=pool.model.name if pool and pool.model.name != row.pool else None)
-                    self._occupy(row.fleet_id, row.pool, key, -1)
-                    self._occupy(row.fleet_id, pool.model.name if pool else row.pool, target, +1)
-                    moved.append((key, target, row, store.get_state(conn, row.id).data))
+                    assert pool is not None
+                    moved.append((key, target, row, self._move_on_db(conn, row, key, target, pool.model.name)))
                 left[key] = stayed
             return moved, left, answering
 
