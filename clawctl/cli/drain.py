@@ -26,16 +26,25 @@ def _seconds(text: str | None, option: str) -> float | None:
 
 
 def _queue(verb: str, target: str, args: dict[str, float] | None = None) -> tuple[int, dict[str, int | None]]:
-    """Queue ``verb target`` with its audit row (one transaction); start or wake the daemon.
-    Returns the command id and the pid of each agent the target names now."""
-    from clawctl.cli.supervise import notify_daemon
+    """Make sure a daemon runs (started unless autostart is off), queue ``verb target`` with its audit
+    row (one transaction) and wake the daemon. Returns the command id and the pid of each agent the
+    target names now."""
+    from clawctl.cli.supervise import autostart_enabled
+    from clawctl.daemon.client import start_detached, wake
+    from clawctl.daemon.instance import read_info
     from clawctl.daemon.targets import target_matches
     from clawctl.errors import DaemonUnavailable
+    from clawctl.home import clawctl_home
     from clawctl.registry import audit
     from clawctl.registry import supervision as store
     from clawctl.registry.engine import Registry
     from clawctl.registry.provenance import current_user
 
+    home = clawctl_home()
+    if autostart_enabled():
+        start_detached(home)
+    elif read_info(home) is None:  # nothing queued: it would run by surprise whenever a daemon starts
+        raise DaemonUnavailable(f"no daemon is running to {verb} {target}", hint="start one: clawctl daemon start")
     user = current_user()
     with Registry() as registry, registry.writing() as conn:
         rows = store.load_agents(conn)
@@ -43,9 +52,7 @@ def _queue(verb: str, target: str, args: dict[str, float] | None = None) -> tupl
                    if target_matches(target, fleet=r.fleet, pool=r.pool, agent_id=r.agent_id)}
         command = store.enqueue_command(conn, verb=verb, target=target, actor=user, args=args)
         audit.record(conn, [audit.operator_entry(user, verb, target, {"command": command, **(args or {})})])
-    if not notify_daemon():
-        raise DaemonUnavailable(f"the {verb} of {target} is queued, but no daemon is running to carry it out",
-                                hint="start one: clawctl daemon start")
+    wake(home)
     return command, started
 
 
