@@ -226,3 +226,20 @@ def test_drain_of_an_unknown_target_says_so(world: Any) -> None:
     settle(reconciler, clock)
     with registry.reading() as conn:
         assert store.command_result(conn, command) == "error: no agent nope"
+
+
+def test_a_mass_failure_recovers_in_priority_phases(world: Any) -> None:
+    registry, launcher, clock, reconciler = world
+    apply(registry, fleet_yaml(2, extra="  priority: 1\n") + (
+        "---\napiVersion: clawctl/v1\nkind: AgentPool\nmetadata: {name: core}\n"
+        "spec:\n  replicas: 2\n  priority: 10\n  command: [agent]\n"))
+    settle(reconciler, clock)
+    assert len(launcher.running()) == 4
+    for proc in launcher.running():
+        launcher.exit(proc, 1)
+    reconciler.run_pass()  # the first restart after a stable run is immediate, but phase by phase
+    restarted = {r.agent_id for r in reconciler.records.values() if r.state is AgentState.STARTING}
+    assert restarted == {"core-0", "core-1"}
+    clock.advance(READY_AFTER + 0.01)
+    reconciler.run_pass()  # core is ready: the next phase starts
+    assert {r.agent_id for r in reconciler.records.values() if r.state is AgentState.STARTING} == {"web-0", "web-1"}
