@@ -52,12 +52,15 @@ class PoolProgress:
     state: str
     outdated: int = 0
     """Agents still running a spec other than the pool's current one (a rolling update replaces them)."""
+    extra: int = 0
+    """Agents with a process beyond the pool's slots: surge agents of a rollout, or scaled away."""
 
     @property
     def converged(self) -> bool:
         if self.state == "Drained":
             return True
-        return self.ready >= self.desired and self.standbys_ready >= self.standbys_desired and not self.outdated
+        return (self.ready >= self.desired and self.standbys_ready >= self.standbys_desired and not self.outdated
+                and not self.extra)
 
 
 def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentView],
@@ -82,6 +85,8 @@ def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentVie
         restarting = sum(1 for a in rows if a.state == AgentState.BACKOFF.value)
         looping = sum(1 for a in rows if a.state == AgentState.CRASHLOOP.value)
         outdated = sum(1 for a in rows if a.spec_hash != digest and a.state in _PROCESS_STATES)
+        extra = sum(1 for a in rows if a.state in _PROCESS_STATES
+                    and (a.role == "surge" or a.slot >= replicas + standbys))
         serving = sum(1 for a in rows if a.state == AgentState.RUNNING.value and a.role != "standby")
         min_ready = int(failover.get("minReady", 0)) if failover.get("strategy") == "degrade" else 0
         if name in cordoned:
@@ -91,13 +96,16 @@ def pool_progress(documents: Sequence[dict[str, Any]], agents: Iterable[AgentVie
             state = "Degraded"
         elif looping:
             state = "CrashLoop"
+        elif outdated or any(a.role == "surge" and a.state in _PROCESS_STATES for a in rows):
+            state = "Updating"
+        elif extra:
+            state = "Scaling"
         elif ready >= replicas and standby_ready >= standbys:
             state = "Ready"
         elif restarting:
             state = "Restarting"
-        elif outdated:
-            state = "Updating"
         else:
             state = "Starting" if rows or replicas else "Ready"
-        out.append(PoolProgress(name, replicas, ready, standbys, standby_ready, restarting, looping, state, outdated))
+        out.append(PoolProgress(name, replicas, ready, standbys, standby_ready, restarting, looping, state, outdated,
+                                extra))
     return out
