@@ -1,8 +1,10 @@
-"""All registry work of the control server, on one thread with one connection.
+"""Registry work of the control server: one thread with one connection, and an inline writer.
 
 SQLite has one writer at a time anyway; one thread keeps the event loop free
 while a transaction waits for the database (an apply holding the write lock)
-and gives each operation one short transaction on a warm connection.
+and gives each operation one short transaction on a warm connection. The
+message flushes, the hot path, are written by the event loop itself through a
+second connection (``InlineWriter``) whenever the write lock is free at once.
 """
 
 from __future__ import annotations

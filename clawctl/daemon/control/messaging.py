@@ -259,14 +259,14 @@ class MessagingService:
             else:
                 fresh.append((index, prepared))
         if fresh:
+            refused: set[str] = set()
+            failure: ClawctlError | None = None
             try:
                 refused = await self._store([row for _, row in fresh])
             except ClawctlError as exc:
-                refused, failure = set(), exc
-            except Exception:  # noqa: BLE001 - logged by _flushed; the sender gets an error per message
-                refused, failure = set(), ClawctlError("the message could not be stored", hint="see the daemon log")
-            else:
-                failure = None
+                failure = exc
+            except Exception:  # noqa: BLE001 - logged by _settle; the sender gets an error per message
+                failure = ClawctlError("the message could not be stored", hint="see the daemon log")
             for index, row in fresh:
                 if failure is not None:
                     outcomes[index] = failure
