@@ -234,10 +234,9 @@ class ControlServer:
                                           push_peer=self._push_peer)
         await self.sessions.start()
         await self.messaging.start()
-        # What the daemon loaded so far lives as long as it: out of the collector's full passes,
-        # which would otherwise walk it all (tens of ms, holding the GIL) every few seconds
-        # under a stream of messages and stall every request meanwhile.
-        gc.collect()
+        # What was made since the daemon froze its imports (the registry, the restored agents,
+        # these services) lives as long as it too: out of the collector's full passes, which
+        # under a stream of messages run every few seconds and stall every request meanwhile.
         gc.freeze()
         server = await asyncio.start_unix_server(self._serve, sock=sock, limit=READ_CHUNK)
         loop = asyncio.get_running_loop()
