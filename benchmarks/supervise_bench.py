@@ -846,7 +846,6 @@ print(json.dumps(out))
 IMPORT_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("asyncio, importlib.metadata (sqlalchemy.util.compat's)", ("asyncio", "importlib.metadata")),
     ("sqlalchemy (core, sqlite dialect)", ("sqlalchemy", "sqlalchemy.dialects.sqlite", "sqlalchemy.pool")),
-    ("psutil", ("psutil",)),
     ("apscheduler BackgroundScheduler (+ tzlocal)", ("apscheduler.schedulers.background",)),
     ("filelock", ("filelock",)),
     ("clawctl.daemon, registry, runtime", ("clawctl.daemon.__main__", "clawctl.registry.engine",
@@ -1112,7 +1111,7 @@ def print_crash(targets: list[Target], notes: dict[str, Any], pool: int, kills: 
     if ready:
         ours = [s.running for s in targets[0].samples if s.running is not None]
         p50 = percentile(ours, 50) * 1000 if ours else float("nan")
-        print("   exec'd = runs the echo command; said = the agent said it is ready (clawctl: mtime of the ready")
+        print("   exec'd = runs the agent command; said = the agent said it is ready (clawctl: mtime of the ready")
         print("   file notify_ready() touched; supervisord: mtime of its stdout log after the start line, printed")
         print("   just before notify_ready()); seen = clawctl's Ready event (the daemon saw the note); READY = the")
         print("   tool reports the slot ready on the new pid (clawctl: registry row Running, polled ~1 ms;")
@@ -1121,7 +1120,7 @@ def print_crash(targets: list[Target], notes: dict[str, Any], pool: int, kills: 
               f"{'MET' if p50 < READY_BAR_MS else 'NOT MET'}")
         print(f"   clawctl events: {notes.get('clawctl events')}")
         return
-    print("   new child = a new child of the tool; exec'd = it runs `sleep 3600` (clawctl: after its exec shim);")
+    print("   new child = a new child of the tool; exec'd = it runs `sleep 3600` (clawctl: after its setup in the clone);")
     print("   running = the tool reports the slot running on the new pid (clawctl: registry row, Running after")
     print(f"   READY_AFTER 0.3 s; supervisord: RUNNING over XML-RPC, startsecs=0). clawctl resetAfter {RESET_AFTER:g} s.")
     print(f"   clawctl events: {notes.get('clawctl events')}")
