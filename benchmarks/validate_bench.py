@@ -1,6 +1,6 @@
 """Validate 1000 config files with clawctl and with check-jsonschema, side by side.
 
-    python benchmarks/validate_bench.py [--files 1000] [--runs 5]
+    python benchmarks/validate_bench.py [--files 1000] [--runs 5] [--imports]
 
 Both tools check the same files against the same schema (schemas/clawctl.v1.json);
 clawctl additionally builds the model and runs its semantic checks. Every timed
@@ -10,7 +10,8 @@ Also prints the cold start of ``clawctl validate one.yaml`` (with clawctl's
 compiled-schema cache filled, as on every run after the first; with an empty
 cache, as on the first run after an install; and with no CLAWCTL_HOME, so the
 default state directory is looked up) and of ``clawctl --version``, and the load
-average before and after. Needs the bench extra: pip install -e '.[bench]'.
+average before and after; with --imports, where a cold single-file run spends
+its time, import by import. Needs the bench extra: pip install -e '.[bench]'.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -113,6 +115,29 @@ def default_home_runs(cmd: list[str], *, env: dict[str, str], tmpdir: Path, runs
     return time_runs(cmd, env=plain, runs=runs)
 
 
+IMPORT_STEPS = [
+    ("interpreter (python -c pass)", "pass"),
+    ("+ clawctl's entry point", "import clawctl.cli.errors, clawctl.cli.fast_path"),
+    ("+ dataclasses (and inspect)", "import clawctl.cli.errors, clawctl.cli.fast_path, dataclasses"),
+    ("+ typing, re, enum", "import clawctl.cli.errors, clawctl.cli.fast_path, dataclasses, typing, re, enum"),
+    ("+ config.model", "import clawctl.cli.errors, clawctl.cli.fast_path, clawctl.config.model"),
+    ("+ the rest of validate's imports", "import clawctl.cli.errors, clawctl.cli.fast_path, clawctl.cli.validate_run, "
+     "clawctl.config.loader, clawctl.cli.render.validation, clawctl.parallel"),
+    ("+ the cached validator loaded", "import clawctl.cli.errors, clawctl.cli.fast_path, clawctl.cli.validate_run, "
+     "clawctl.config.loader, clawctl.cli.render.validation, clawctl.parallel; "
+     "from clawctl.config.schema import fast_validator; fast_validator()"),
+    ("= validate one.yaml", "import sys; from clawctl.cli.errors import run_guarded; "
+     "sys.stdout = open('/dev/null', 'w'); run_guarded(['validate', sys.argv[1]])"),
+]
+"""Where a cold single-file validate spends its time: each step imports a little more."""
+
+
+def import_steps(one: Path, *, env: dict[str, str], runs: int) -> list[tuple[str, list[float]]]:
+    """Wall-clock seconds of fresh interpreters running each step of IMPORT_STEPS, steps in turn."""
+    commands = [[sys.executable, "-c", code, str(one)] for _, code in IMPORT_STEPS]
+    return list(zip([label for label, _ in IMPORT_STEPS], alternating(commands, env=env, runs=runs)))
+
+
 def line(label: str, times: list[float]) -> str:
     return f"  {label:<44} median {median_ms(times):7.1f} ms  min {min(times) * 1000:7.1f} ms"
 
@@ -121,6 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--imports", action="store_true", help="also break a cold single-file validate down by imports")
     args = parser.parse_args()
 
     clawctl = executable("clawctl")
@@ -147,6 +173,7 @@ def main() -> None:
                                       runs=cold_runs)
         first = fresh_home_runs([clawctl, "validate", str(one)], env=env, tmpdir=tmpdir, runs=max(args.runs, 5))
         default = default_home_runs([clawctl, "validate", str(one)], env=env, tmpdir=tmpdir, runs=cold_runs)
+        steps = import_steps(one, env=env, runs=cold_runs) if args.imports else []
     load_after = os.getloadavg()
 
     ours_ms, theirs_ms = median_ms(ours), median_ms(theirs)
@@ -161,6 +188,10 @@ def main() -> None:
     print(line(f"  … first run, empty cache ({len(first)} runs)", first))
     print(line("  … no CLAWCTL_HOME (default state dir)", default))
     print(line("clawctl --version", version))
+    if steps:
+        print("cold start, step by step (python -c …, each step imports more)")
+        for label, times in steps:
+            print(line(label, times))
     print(f"load average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs; "
           f"spread of the clawctl runs {statistics.pstdev(ours) * 1000:.0f} ms")
