@@ -496,7 +496,7 @@ class MessagingService:
             batch, self._batch = self._batch, _Batch()
         try:
             ran, refused = self._inline.try_run(lambda raw: store.write_sqlite(raw, batch.writes))
-        except ClawctlError as exc:
+        except Exception as exc:  # noqa: BLE001 - its waiters get the error (logged by _settle), never hang
             self._settle(batch, None, exc)
             return
         if ran:
@@ -529,8 +529,9 @@ class MessagingService:
 
     def _settle(self, batch: _Batch, refused: set[str] | None, error: BaseException | None) -> None:
         """Answer those who wait for ``batch``."""
-        if error is not None:
-            log.warning("could not write messages to the registry: %s", error)
+        if error is not None:  # a registry error says enough; anything else is a bug: its traceback
+            log.warning("could not write messages to the registry: %s", error,
+                        exc_info=None if isinstance(error, ClawctlError) else error)
         if batch.done is None or batch.done.done():
             return
         if error is None:
