@@ -357,7 +357,11 @@ def _scalar(node: ScalarNode) -> Any:
         try:
             return int(digits, 0)
         except ValueError:
-            return int(digits, 10)
+            pass
+        try:
+            return int(digits, 10)  # '010' is ten in YAML 1.2
+        except ValueError:  # the int pattern also matches '-_' and '0o_', which hold no digits
+            raise _ParseProblem(node, f"{value} is not a usable number", "quote it if it is meant as text") from None
     if tag == _TAG + "float":
         lowered = value.replace("_", "").lower()
         if lowered.endswith((".inf", ".nan")):

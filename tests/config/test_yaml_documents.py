@@ -53,6 +53,11 @@ def test_non_finite_numbers_are_refused(scalar: str) -> None:
     assert problem(f"a: {scalar}\n") == ("1:4", f"{scalar} is not a usable number", "write a finite number")
 
 
+@pytest.mark.parametrize("scalar", ["-_", "0o_", "+_"])
+def test_integers_without_digits_are_refused_not_a_crash(scalar: str) -> None:
+    assert problem(f"a: {scalar}\n") == ("1:4", f"{scalar} is not a usable number", "quote it if it is meant as text")
+
+
 def test_documents_keep_their_index_and_empty_ones_are_skipped() -> None:
     documents, problems = parse("---\n---\nkind: Fleet\n---\n\n---\nkind: AgentPool\n")
     assert problems == []
