@@ -7,8 +7,9 @@
    ``--spawns`` sequential spawns, without quotas and with every quota
    (memory, cpu, processes, openFiles, network loopback), through the fork
    server (the default) and through the exec shim per agent (the fallback),
-   with the CPU each path costs: this process (the daemon's share) and the
-   agents (their setup before exec; ``sleep`` itself adds ~0.5 ms). Baseline:
+   with the CPU each path costs: this process (the daemon's share: the spawn,
+   then stopping and reaping the agent) and the agents (their setup before
+   exec; ``sleep`` itself adds ~0.5 ms). Baseline:
    plain ``subprocess.Popen`` of the same command (no shim, no isolation).
 2. spawn() -> Python agent ready: until the example echo agent's start line is in
    its log, over ``--ready`` spawns: what a restart costs end to end.
@@ -203,7 +204,8 @@ def main() -> int:
                 lines += [
                     summary(f"{label}: spawn() call, {quotas}", calls),
                     summary(f"{label}: spawn() -> agent exec'd, {quotas}", execs),
-                    f"{label}, {quotas}: CPU per agent {own:.1f} ms in this process, {agents:.1f} ms in the agent",
+                    f"{label}, {quotas}: CPU per agent {own:.1f} ms in this process (spawn, then stop and reap), "
+                    f"{agents:.1f} ms in the agent",
                 ]
             path.launcher.close()
         lines.append("enforcement with quotas: " + ", ".join(f"{k}={v}" for k, v in sample.enforcement.items()))
