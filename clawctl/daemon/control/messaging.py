@@ -350,7 +350,7 @@ class MessagingService:
     def _place(self, pool: PoolView) -> str:
         """An agent of ``pool`` for a message to the pool, by the pool's strategy (live agents only)."""
         candidates = [Candidate(v.key, v.slot, len(self._pending.get(v.key, ())), capacity=MAX_UNACKED,
-                                accepts=v.running and not v.standby) for v in self._pool_agents(pool)]
+                                accepts=v.serving) for v in self._pool_agents(pool)]
         memory = (pool.fleet, pool.model.name)
         placement = place(pool.model.policies.load_balancing.strategy, candidates, key=None,
                           state=self._balancers.get(memory, BalancerState()))
