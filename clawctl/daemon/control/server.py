@@ -162,6 +162,8 @@ class ControlServer:
         self._stopping: asyncio.Event | None = None
         self._failure: BaseException | None = None
         self._peers: dict[int, Peer] = {}
+        self._by_agent: dict[str, list[Peer]] = {}
+        """Agent key → its connections that said hello, oldest first (a push looks up its agent's only)."""
         self._serving: set[asyncio.Task[Any]] = set()
         self._answering: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -278,13 +280,28 @@ class ControlServer:
 
     # ---------------------------------------------------------------- pushing
     def _push(self, agent_key: str, event: Event) -> bool:
-        """Send ``event`` to the first live connection of agent ``agent_key``; False if none."""
-        for peer in self._peers.values():
-            caller = peer.caller
-            if caller is not None and caller.agent is not None and caller.agent.key == agent_key and not peer.closed:
-                if peer.send(event.to_json()):
-                    return True
+        """Send ``event`` to the oldest live connection of agent ``agent_key``; False if none."""
+        for peer in self._by_agent.get(agent_key, ()):
+            if not peer.closed and peer.send(event.to_json()):
+                return True
         return False
+
+    def _index(self, peer: Peer) -> None:
+        """Add an agent's connection (just past hello) to ``_by_agent``, in connection order."""
+        assert peer.caller is not None and peer.caller.agent is not None
+        peers = self._by_agent.setdefault(peer.caller.agent.key, [])
+        peers.append(peer)
+        peers.sort(key=lambda p: p.number)
+
+    def _unindex(self, peer: Peer) -> None:
+        caller = peer.caller
+        if caller is None or caller.agent is None:
+            return
+        peers = self._by_agent.get(caller.agent.key)
+        if peers is not None and peer in peers:
+            peers.remove(peer)
+            if not peers:
+                del self._by_agent[caller.agent.key]
 
     def _push_peer(self, number: int, event: Event) -> bool:
         """Send ``event`` on connection ``number``; False if it is gone."""
@@ -330,6 +347,7 @@ class ControlServer:
                     await self._on_frame(peer, obj)
         finally:
             self._peers.pop(peer.number, None)
+            self._unindex(peer)
             peer.close()
             if peer.caller is not None and self.sessions is not None and self.messaging is not None:
                 self.sessions.on_disconnect(peer.caller)
@@ -406,6 +424,7 @@ class ControlServer:
         peer.caller = Caller(decision.role, agent, decision.peer)
         assert self.sessions is not None
         if agent is not None:
+            self._index(peer)
             self.directory.saw(agent.key, agent.process.pid, self.clock())
             self.sessions.on_hello(peer.caller)
             assert self.messaging is not None
