@@ -96,7 +96,7 @@ class Bench:
     def exec_latency(self, n: int, limits: Isolation) -> tuple[list[float], list[float], AgentProcess]:
         spawn_calls, execs, procs = [], [], []
         target = "\0".join(SLEEP).encode() + b"\0"
-        self.launcher.spawn(self.spec(SLEEP, limits))  # a warm start: the host probe, the fork server
+        procs.append(self.launcher.spawn(self.spec(SLEEP, limits)))  # warm: the host probe, the fork server
         for _ in range(n):
             spec = self.spec(SLEEP, limits)
             start = time.perf_counter()
@@ -216,6 +216,7 @@ def main() -> int:
             ]
         if args.fleet:
             lines += fleet(bench, args.fleet)
+        bench.launcher.close()
         print("\n".join(lines))
     return 0
 
