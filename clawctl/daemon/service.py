@@ -130,6 +130,8 @@ def _prepare_registry(home: Path) -> None:
     the child is a fork."""
     from clawctl.registry.engine import Registry
 
+    if _sqlite_registry_is_current(home):
+        return  # the usual case (and a cold start's, where `apply` created it): no child needed
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -144,6 +146,30 @@ def _prepare_registry(home: Path) -> None:
         finally:
             os._exit(code)
     os.waitpid(pid, 0)
+
+
+def _sqlite_registry_is_current(home: Path) -> bool:
+    """Whether the default SQLite registry of ``home`` exists at this clawctl's schema revision,
+    read with the sqlite3 module alone (no engine, and nothing to upgrade). False for any other
+    registry and on any error: the child process then checks properly. Call before this process
+    opens the registry: closing a connection drops every POSIX lock the process holds on it."""
+    import sqlite3
+
+    from clawctl.registry.engine import REGISTRY_FILE
+    from clawctl.registry.migrate import HEAD, VERSION_TABLE
+
+    path = home / REGISTRY_FILE
+    if os.environ.get("CLAWCTL_REGISTRY") or not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        try:
+            versions = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return versions == [(HEAD,)]
 
 
 def stop_budget() -> float:

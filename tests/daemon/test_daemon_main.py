@@ -90,3 +90,16 @@ def test_the_daemon_runs_without_libssl_or_libcrypto_and_creates_the_registry(tm
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_a_current_sqlite_registry_needs_no_preparing_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clawctl.daemon.service import _sqlite_registry_is_current
+    from clawctl.registry.engine import Registry
+
+    monkeypatch.delenv("CLAWCTL_REGISTRY", raising=False)
+    assert not _sqlite_registry_is_current(tmp_path)  # nothing there yet: the child creates it
+    with Registry(home=tmp_path).writing():
+        pass
+    assert _sqlite_registry_is_current(tmp_path)
+    monkeypatch.setenv("CLAWCTL_REGISTRY", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert not _sqlite_registry_is_current(tmp_path)  # another registry: the child checks that one
