@@ -2,8 +2,10 @@
 and keeps latency figures.
 
 Session messages are commands:
-- ``{"do": "blast", "to": T, "count": N, "threads": K, "batch": B, "rate": R}``: send N messages to T from K
-  threads, B per ``send_messages`` call (default 100; 1: one ``send_message`` each); returns
+- ``{"do": "blast", "to": T, "count": N, "threads": K, "batch": B, "rate": R, "start": S, "phase": P}``: send N
+  messages to T from K threads, B per ``send_messages`` call (default 100; 1: one ``send_message`` each). Paced
+  (R > 0): thread i first sends at wall-clock time S (default now) plus (P + i) / K of its interval, so
+  threads (and senders given phases j / senders) take turns instead of sending in step; returns
   {"sent", "seconds", "store_ms": [p50, p99]}: each message's store latency is the duration of the
   call that sent it (a batch call counts once per message in it, with its whole duration).
 - ``{"do": "stats"}``: {"received", "latency_ms": [p50, p99, max]} of send → handler, since the last reset.
@@ -39,16 +41,19 @@ def main() -> int:
             with _lock:
                 _latencies.append(time.time() - sent)
 
-    def blast(to: str, count: int, threads: int, batch: int, rate: float = 0.0) -> dict[str, Any]:
+    def blast(to: str, count: int, threads: int, batch: int, rate: float = 0.0, start: float | None = None,
+              phase: float = 0.0) -> dict[str, Any]:
         store: list[float] = []
         failures: list[str] = []
         per = [count // threads + (i < count % threads) for i in range(threads)]
 
         interval = batch * threads / rate if rate > 0 else 0.0  # seconds between a thread's calls
 
-        def run(n: int) -> None:
+        begin = time.perf_counter() + max(0.0, (start if start is not None else time.time()) - time.time())
+
+        def run(n: int, offset: float) -> None:
             mine: list[float] = []
-            next_at = time.perf_counter()
+            next_at = begin + offset
             while n > 0:
                 size = min(batch, n)
                 if interval:  # paced: hold the rate, never catch up in a burst
@@ -68,7 +73,7 @@ def main() -> int:
                 store.extend(mine)
 
         started = time.perf_counter()
-        pool = [threading.Thread(target=run, args=(n,)) for n in per]
+        pool = [threading.Thread(target=run, args=(n, interval * (phase + i) / threads)) for i, n in enumerate(per)]
         for t in pool:
             t.start()
         for t in pool:
@@ -82,7 +87,8 @@ def main() -> int:
     def command(_session: Session, message: dict[str, Any]) -> Any:
         if message["do"] == "blast":
             return blast(message["to"], int(message["count"]), int(message.get("threads", 4)),
-                         max(1, int(message.get("batch", 100))), float(message.get("rate", 0.0)))
+                         max(1, int(message.get("batch", 100))), float(message.get("rate", 0.0)),
+                         message.get("start"), float(message.get("phase", 0.0)))
         with _lock:
             if message["do"] == "reset":
                 _latencies.clear()
