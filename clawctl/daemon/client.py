@@ -32,34 +32,49 @@ def start_detached(home: Path, *, timeout: float = START_TIMEOUT) -> DaemonInfo:
     if running is not None:
         return running
     launch_detached(home)
-    started = _poll(lambda: read_info(home) or _failure(home), timeout)
+    started = _poll(lambda: read_info(home) or _failure(home) or _launcher_failure(home), timeout)
     if isinstance(started, DaemonUnavailable):
         raise started
     if started is None:
         raise DaemonUnavailable(f"the daemon did not start within {timeout:g}s",
                                 hint=f"see {logs_dir(home) / LOG_FILE}")
+    _launcher_failure(home)  # reap the launcher (it exited as soon as it had forked the daemon)
     return started
+
+
+_LAUNCHERS: dict[Path, subprocess.Popen[bytes]] = {}
+"""Launcher processes this command started and has not reaped yet, by home."""
 
 
 def launch_detached(home: Path) -> None:
     """Begin starting the daemon without waiting for it (``start_detached`` waits): lets a
     command overlap the daemon's start-up with its own work. No-op when one runs or starts."""
-    if read_info(home) is not None or _instance_locked(home):
+    if home in _LAUNCHERS or read_info(home) is not None or _instance_locked(home):
         return
     log_dir = logs_dir(home)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLAWCTL_HOME=str(home))
     # `python -m clawctl.daemon --detach` forks once and its parent exits at once, so the daemon is not
-    # our child: it outlives this command and never becomes our zombie.
+    # our child: it outlives this command. The launcher itself is reaped by `_launcher_failure`
+    # (or by init once this command exits); not waiting for it here keeps its start-up off our path.
     (home / FAILED_FILE).unlink(missing_ok=True)
     with open(log_dir / LOG_FILE, "ab") as log:
-        launcher = subprocess.run(
+        _LAUNCHERS[home] = subprocess.Popen(
             [sys.executable, "-m", "clawctl.daemon", "--detach"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True, check=False,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True,
         )
-    if launcher.returncode != 0:
-        raise DaemonUnavailable(f"the daemon could not be started (exit {launcher.returncode})",
-                                hint=f"see {log_dir / LOG_FILE}")
+
+
+def _launcher_failure(home: Path) -> DaemonUnavailable | None:
+    """The error of a launcher that exited unsuccessfully (reaping it), else None."""
+    launcher = _LAUNCHERS.get(home)
+    if launcher is None or launcher.poll() is None:
+        return None
+    del _LAUNCHERS[home]
+    if launcher.returncode == 0:
+        return None
+    return DaemonUnavailable(f"the daemon could not be started (exit {launcher.returncode})",
+                             hint=f"see {logs_dir(home) / LOG_FILE}")
 
 
 def _instance_locked(home: Path) -> bool:
