@@ -56,6 +56,9 @@ MAX_UNACKED = int(os.environ.get("CLAWCTL_MAX_UNACKED", "10000"))
 RECENT_IDS = 100_000
 """(sender, id) pairs remembered in memory, so a retried send is answered without a query."""
 TICK_SECONDS = 1.0
+ACK_WRITE_DELAY = 0.05
+"""Seconds an acknowledgement may wait for a flush someone else arranges (the next send's) before it
+arranges its own: under a stream of messages acks ride on send flushes instead of a commit each."""
 OPERATOR = "operator"
 
 
@@ -129,6 +132,8 @@ class MessagingService:
         self._recent: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
         """(sender, client id) → (message id, recipient) of recent sends."""
         self._ticker: asyncio.Task[None] | None = None
+        self._lazy: asyncio.TimerHandle | None = None
+        """The flush that writes deferred acknowledgements if nothing else flushed them first."""
 
     async def start(self) -> None:
         def load(conn: Connection) -> tuple[int, list[MessageRow]]:
@@ -144,6 +149,9 @@ class MessagingService:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
+        if self._lazy is not None:
+            self._lazy.cancel()  # the flush below writes what it waited for
+            self._lazy = None
         await self._flush_now()
         if self._inline is not None:
             self._inline.close()
@@ -403,7 +411,9 @@ class MessagingService:
             elif any(message_id in q for q in self._pending.values()):
                 foreign.append(message_id)
             # else: acked before (or dead): acking again is harmless
-        self._queue(acked=acked)  # behind the answer: a lost ack means a redelivery
+        # Behind the answer, and maybe ACK_WRITE_DELAY later still: until it is written only a
+        # daemon restart sees it as unacknowledged, and delivers the message again (the SDK knows it).
+        self._queue_lazily(acked=acked)
         if foreign:
             raise PolicyDenied(f"message {foreign[0]} was not delivered to {caller.describe}")
         return {"ok": True}
@@ -455,6 +465,19 @@ class MessagingService:
             writes = self._batch.writes
             for name, values in items.items():
                 getattr(writes, name).extend(values)
+        self._kick()
+
+    def _queue_lazily(self, **items: Any) -> None:
+        """Add writes to the next flush, arranging one only if none comes within ACK_WRITE_DELAY."""
+        with self._batch_lock:
+            writes = self._batch.writes
+            for name, values in items.items():
+                getattr(writes, name).extend(values)
+        if self._lazy is None:
+            self._lazy = asyncio.get_running_loop().call_later(ACK_WRITE_DELAY, self._kick_lazy)
+
+    def _kick_lazy(self) -> None:
+        self._lazy = None
         self._kick()
 
     def _store(self, rows: list[MessageRow]) -> asyncio.Future[set[str]]:
