@@ -15,8 +15,9 @@ answering the sender). Reported:
 
 Throughput is measured under saturation (its latencies are queueing). Latency is measured on
 lone messages (one sender thread, one message per call, nothing else in flight) and at a
-paced 5,000 messages/s (``--paced-rate``, batches of 10 from 4 threads per sender; the 8 threads
-take turns, a call every 2 ms; ``--paced-lockstep``: all at once, a burst of 8 calls every 16 ms).
+paced 5,000 messages/s (``--paced-rate``, batches of 10 from 4 threads per sender; the threads of
+a sender call at the same moments, every 16 ms; ``--paced-stagger``: all 8 threads take turns, a
+call every 2 ms).
 Everything it started is stopped at the end.
 """
 
@@ -107,21 +108,21 @@ def cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
 
 def run_round(conn: Connection, senders: list[str], receivers: list[str], count: int, threads: int,
               batch: int, rate: float = 0.0, procs: dict[str, psutil.Process] | None = None,
-              lockstep: bool = False) -> dict[str, Any]:
+              stagger: bool = False) -> dict[str, Any]:
     for session in receivers:
         command(conn, session, do="reset")
     results: list[Any] = [None] * len(senders)
     cpu_before = cpu_seconds(procs or {})
     machine_before = psutil.cpu_times()
     start = time.perf_counter()
-    # Paced: every sending thread of every sender gets its own slot of the interval (a common
+    # Staggered: every sending thread of every sender gets its own slot of the interval (a common
     # start time, a phase per sender), so calls come one at a time, not all threads at once.
     begin = time.time() + 0.1
-    if rate > 0 and not lockstep:
+    if rate > 0 and stagger:
         start += 0.1  # the first call goes at ``begin``
 
     def blast(i: int) -> None:
-        pacing = {} if lockstep else {"start": begin, "phase": i / len(senders)}
+        pacing = {"start": begin, "phase": i / len(senders)} if stagger else {}
         results[i] = command(conn, senders[i], do="blast", to="pool/recv", count=count, threads=threads, batch=batch,
                              rate=rate, **pacing)
 
@@ -176,9 +177,9 @@ def main() -> int:
     parser.add_argument("--paced-seconds", type=float, default=4.0)
     parser.add_argument("--paced-batch", type=int, default=10, help="messages per call in the paced round")
     parser.add_argument("--paced-threads", type=int, default=4, help="sending threads per sender in the paced round")
-    parser.add_argument("--paced-lockstep", action="store_true",
-                        help="paced threads send at the same moments (bursts of threads × senders calls) instead of "
-                             "taking turns (the benchmark before 2026-11-22)")
+    parser.add_argument("--paced-stagger", action="store_true",
+                        help="paced threads take turns (one call every interval / (threads × senders)) instead of "
+                             "the threads of a sender calling at the same moments")
     parser.add_argument("--rounds", default="throughput,lone,paced",
                         help="which rounds to run, comma-separated (default: all three)")
     parser.add_argument("--repeat", type=int, default=1, help="run the chosen rounds this many times")
@@ -218,7 +219,7 @@ def main() -> int:
                            f"{args.paced_batch} from {args.paced_threads} threads per sender",
                            run_round(conn, senders, receivers, int(per_sender * args.paced_seconds),
                                      args.paced_threads, args.paced_batch, per_sender, procs=procs,
-                                     lockstep=args.paced_lockstep))
+                                     stagger=args.paced_stagger))
             conn.close()
         finally:
             survivors = fleet.teardown()
