@@ -223,3 +223,17 @@ def test_sends_wait_for_a_registry_locked_by_another_writer_and_are_stored(fleet
     seen = fleet.wait_for(lambda: len(s := agents.do("beta", do="seen")["messages"]) == 401 and s,
                           what="the messages sent while the registry was locked to arrive", timeout=60)
     assert [m["payload"]["n"] for m in seen] == list(range(-1, 400))  # in send order
+
+
+def test_an_acknowledgement_alone_is_written_soon_without_anyone_listing(fleet: Fleet) -> None:
+    # Acks wait for a send's flush; with no send coming, their own flush follows within ACK_WRITE_DELAY.
+    _fleet(fleet)
+    agents = Agents(fleet)
+    ids = agents.do("alpha", do="send_many", to="agent/beta-0", count=5)
+    assert len(set(ids)) == 5
+
+    def states() -> set[str]:
+        with sqlite3.connect(fleet.home / "registry.db") as db:  # not `clawctl messages`: it flushes first
+            return {state for (state,) in db.execute("select state from messages")}
+
+    fleet.wait_for(lambda: states() == {"acked"}, what="the acknowledgements to be written", timeout=10)
