@@ -379,11 +379,13 @@ class MessagingService:
             self._members = (snapshot, members)
         return members.get((pool.fleet, pool.model.name), [])
 
-    def _deliver(self, pending: Pending) -> None:
+    def _deliver(self, pending: Pending, *, charge: bool = True) -> None:
+        """Push ``pending`` to its recipient's live process. ``charge``: it counts as a delivery
+        attempt (False: a message given again that its recipient never got to handle)."""
         view = self.directory.snapshot.agents.get(pending.row.recipient)
         if view is None or (pending.delivered_to is not None and pending.delivered_to.same_as(view.process)):
             return
-        if pending.attempts >= MAX_DELIVERIES:
+        if charge and pending.attempts >= MAX_DELIVERIES:
             self._pending.get(pending.row.recipient, OrderedDict()).pop(pending.row.id, None)
             log.warning("message %s to %s is dead after %d deliveries", pending.row.id, pending.row.recipient,
                         pending.attempts)
@@ -392,10 +394,10 @@ class MessagingService:
         event = Event("message.received", {"message_id": pending.row.id, "from": _plain(pending.row.sender),
                                            "payload": pending.row.payload, "attempt": pending.attempts + 1})
         if self.push(pending.row.recipient, event):
-            pending.attempts += 1
+            pending.attempts += 1 if charge else 0
             pending.delivered_to = view.process
             pending.delivered_at = time.monotonic()
-            if pending.attempts > 1:  # a first delivery is the rule: only redeliveries are worth a write
+            if charge and pending.attempts > 1:  # a first delivery is the rule: only redeliveries are worth a write
                 self._queue(delivered=[(pending.row.id, pending.attempts, _utc(self.clock()))])
 
     async def _ack(self, caller: Caller, peer: int, params: Mapping[str, Any]) -> Any:
@@ -577,12 +579,20 @@ class MessagingService:
 
     # ---------------------------------------------------------------- connections
     def on_hello(self, caller: Caller) -> None:
-        """A (re)connected agent gets every message still waiting for its acknowledgement, in order."""
+        """A (re)connected agent gets every message still waiting for its acknowledgement, in order.
+
+        Only the oldest unacknowledged message of each sender counts as a failed delivery: the
+        agent handles a sender's messages in order, so that is the one its previous process could
+        have been handling when it ended. The others were only queued there, and an agent that
+        crashes now and then must not turn them into dead letters."""
         if caller.key is None:
             return
+        heads: set[str] = set()
         for pending in list(self._pending.get(caller.key, OrderedDict()).values()):
+            charge = pending.row.sender not in heads
+            heads.add(pending.row.sender)
             pending.delivered_to = None
-            self._deliver(pending)
+            self._deliver(pending, charge=charge or pending.attempts == 0)
 
     def on_disconnect(self, peer: int) -> None:
         self._subscriptions.pop(peer, None)

@@ -259,6 +259,10 @@ class ControlServer:
                 await asyncio.wait(set(self._answering), timeout=self._budget)
             for peer in list(self._peers.values()):
                 peer.close()
+            # A closed connection ends its reader by itself; cancelling a connection's task would
+            # make asyncio's stream callback log the cancellation as an error.
+            if self._serving:
+                await asyncio.wait(set(self._serving), timeout=1.0)
             for task in list(self._serving):
                 task.cancel()
             await asyncio.gather(*self._serving, return_exceptions=True)
