@@ -151,6 +151,33 @@ def test_a_message_nobody_can_handle_becomes_a_dead_letter(fleet: Fleet, monkeyp
     fleet.wait_for(lambda: agents.do("beta", do="seen")["messages"], what="the next message")
 
 
+def test_a_recipient_crashing_often_turns_no_queued_message_dead(fleet: Fleet,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLAWCTL_MAX_DELIVERIES", "2")
+    _fleet(fleet, beta_args=("--handle-seconds", "0.1"))
+    agents = Agents(fleet)
+    assert len(agents.do("alpha", do="send_many", to="agent/beta-0", count=30)) == 30
+    log = fleet.home / "agents" / "t" / "beta-0" / "received.jsonl"
+
+    def running_pid() -> int | None:
+        agent = next(a for a in fleet.agents() if a["id"] == "beta-0")
+        return agent["pid"] if agent["state"] == "Running" else None
+
+    for _ in range(4):  # more crashes than MAX_DELIVERIES, each with most messages still queued
+        pid = fleet.wait_for(running_pid, what="beta-0 running", timeout=30)
+        fleet.wait_for(lambda: log.exists() and log.read_text().count('"message"') > 0, what="some handled")
+        os.kill(pid, signal.SIGKILL)
+        fleet.wait_for(lambda: running_pid() not in (None, pid), what="beta-0 restarted", timeout=30)
+
+    def handled() -> list[int]:
+        return [json.loads(line)["payload"]["n"] for line in log.read_text().splitlines()
+                if json.loads(line)["kind"] == "message"]
+
+    fleet.wait_for(lambda: len(set(handled())) == 30, what="every message handled", timeout=60)
+    assert sorted(handled()) == list(range(30))
+    assert json.loads(fleet.cli("messages", "--state", "dead", "-o", "json").out)["messages"] == []
+
+
 def test_child_sessions_close_with_their_parent(fleet: Fleet) -> None:
     _fleet(fleet)
     parent = _json(fleet, "sessions", "open", "alpha")
