@@ -1,7 +1,8 @@
 """Chaos through a real daemon: under steady session and message traffic, agents are SIGKILLed
 at random moments (and, in the second test, the daemon itself is killed and restarted).
-Afterwards no message is lost or handled twice by the application, no session is lost, and
-every session answers. Each test is bounded to well under a minute."""
+Afterwards no message is lost (none is handled twice, unless its recipient died in the few
+milliseconds between the handler's return and the SDK's record of its id), no session is lost,
+and every session answers. Each test is bounded to well under a minute."""
 
 from __future__ import annotations
 
@@ -120,12 +121,17 @@ def _handled_messages(home: Path) -> list[int]:
             if json.loads(line)["kind"] == "message"]
 
 
-def _check_afterwards(fleet: Fleet, traffic: Traffic) -> None:
+def _check_afterwards(fleet: Fleet, traffic: Traffic, *, recipient_kills: int = 0) -> None:
+    """No session error, no message lost; a message is handled twice only if its recipient was
+    killed between its handler's return and the SDK's fsync of its id (docs/sdk.md, "The
+    guarantee": at most the batch in that window, one id per batch with a 60 ms handler)."""
     assert traffic.errors == []
     assert all(n > 3 for n in traffic.answered.values()), traffic.answered
     fleet.wait_for(lambda: len(set(_handled_messages(fleet.home))) == MESSAGES, what="every message handled",
                    timeout=60)
-    assert sorted(_handled_messages(fleet.home)) == list(range(MESSAGES))  # none lost, none handled twice
+    handled = _handled_messages(fleet.home)
+    assert sorted(set(handled)) == list(range(MESSAGES))  # none lost
+    assert len(handled) - MESSAGES <= recipient_kills, sorted(handled)
     for sid in traffic.sessions:  # no session lost; every one answers, its state intact
         shown = _json(fleet, "sessions", "show", sid)
         assert shown["state"] == "Open"
@@ -138,7 +144,7 @@ def test_agents_killed_at_random_under_traffic_lose_nothing(fleet: Fleet) -> Non
     traffic = Traffic(fleet)
     traffic.start()
     rng = random.Random(4)
-    kills = 0
+    kills = recipient_kills = 0
     try:
         ids = _send(fleet, commander, {"do": "send_many", "to": "agent/beta-0", "count": MESSAGES})
         assert len(set(ids)) == MESSAGES
@@ -152,12 +158,13 @@ def test_agents_killed_at_random_under_traffic_lose_nothing(fleet: Fleet) -> Non
                 try:
                     os.kill(running[victim], signal.SIGKILL)
                     kills += 1
+                    recipient_kills += victim.startswith("beta-")
                 except ProcessLookupError:
                     pass
     finally:
         traffic.finish()
     assert kills >= 6
-    _check_afterwards(fleet, traffic)
+    _check_afterwards(fleet, traffic, recipient_kills=recipient_kills)
     exited = [e for e in fleet.events() if e["reason"] == "Exited"]
     assert len(exited) >= kills - 1
 
