@@ -88,9 +88,9 @@ class ForkServer:
                     self.broken = f"the fork server stopped answering: {exc}"
                 continue
             if reply[0] == "pid":
-                return int(reply[1])
+                return int(reply[1])  # type: ignore[call-overload]  # marshal gives back what was sent
             if reply[0] == "error":
-                raise OSError(int(reply[1]), str(reply[2]))
+                raise OSError(int(reply[1]), str(reply[2]))  # type: ignore[call-overload]
             self.broken = f"the fork server cannot clone here: {reply[1]}"
             self.close()
         raise Unavailable(self.broken or "the fork server is not available")
@@ -146,7 +146,7 @@ class ForkServer:
 
     def _call(self, request: tuple[object, ...]) -> tuple[object, ...]:
         assert self._sock is not None
-        data = marshal.dumps(request)
+        data = marshal.dumps(request)  # type: ignore[arg-type]  # plain values only, by construction
         self._sock.sendall(len(data).to_bytes(4, "big") + data)
         return self._receive()
 

@@ -234,7 +234,7 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 def _send(fd: int, message: object) -> None:
     import marshal
 
-    data = marshal.dumps(message)
+    data = marshal.dumps(message)  # type: ignore[arg-type]  # plain values only, by construction
     view = memoryview(len(data).to_bytes(4, "big") + data)
     while view:
         view = view[os.write(fd, view) :]
