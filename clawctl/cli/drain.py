@@ -103,14 +103,18 @@ def drain_command(
 def uncordon_command(
     target: Annotated[str, typer.Argument(help="agent/ID, pool/NAME or fleet/NAME.")],
 ) -> int:
-    """Lift a drain: a pool or fleet gets its agents again; an agent still draining serves again."""
+    """Lift a drain: a pool or fleet gets its agents again; an agent still draining serves again.
+    Exit 0 done, 1 when TARGET was not cordoned."""
     from clawctl.cli.targets import parse_target
     from clawctl.daemon.draining import wait_command
+    from clawctl.errors import NotFound
     from clawctl.registry.engine import Registry
 
     kind, name = parse_target(target)
     command, _ = _queue("uncordon", f"{kind}/{name}")
     with Registry() as registry:
         answer = wait_command(registry, command, timeout=COMMAND_TIMEOUT)
+    if answer.startswith("error: "):
+        raise NotFound(answer.removeprefix("error: "), hint="clawctl status shows what is drained")
     sys.stdout.write(answer + "\n")
-    return ExitCode.OK if "was not cordoned" not in answer else ExitCode.FAILED
+    return ExitCode.OK

@@ -666,7 +666,7 @@ class Reconciler:
             fleet_name = next(f.name for f in self.desired.values() if f.fleet_id == fleet_id)
             self._pool_event(fleet_name, fleet_name if pool == store.FLEET_WIDE else pool, "Uncordoned",
                              f"{command.target} takes agents again")
-        return f"uncordoned {command.target}" if lifted else f"{command.target} was not cordoned"
+        return f"uncordoned {command.target}" if lifted else f"error: {command.target} was not cordoned"
 
     # --------------------------------------------------------------- recording
     def _event(self, record: AgentRecord, reason: str, message: str, level: str = "info") -> None:

@@ -108,6 +108,8 @@ def test_drain_fleet_stops_everything_and_a_timeout_names_what_is_left(fleet: Fl
     assert run.code == 1 and "no agent nope" in run.err
     run = fleet.cli("uncordon", "fleet/t")
     assert run.code == 0, run.out + run.err
+    run = fleet.cli("uncordon", "fleet/t")
+    assert run.code == 1 and "fleet/t was not cordoned" in run.err
     fleet.wait_for(lambda: len([a for a in fleet.agents() if a["state"] == "Running"]) == 2,
                    what="the fleet back", timeout=30)
     # An agent that ignores SIGTERM and holds a session with no peer: the drain times out, naming it.
