@@ -8,6 +8,7 @@ puts it in a file. Pass overrides to shape one pool or the fleet defaults.
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,18 @@ def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def git_repo_with_fleet(directory: Path, pools: int = 1) -> str:
+    """A git repository in ``directory`` whose one commit holds a fleet in ``directory/fleet``;
+    returns the commit's sha."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "T")
+    write_fleet(directory / "fleet", pools)
+    git("add", ".")
+    git("commit", "-qm", "one")
+    return git("rev-parse", "HEAD").strip()

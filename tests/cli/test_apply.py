@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.builders import fleet_docs, to_yaml, write_fleet, write_text
+from tests.builders import fleet_docs, git_repo_with_fleet, to_yaml, write_fleet, write_text
 from tests.cli.conftest import Run
 
 CLI = Callable[..., Run]
@@ -105,16 +104,7 @@ def test_registry_option_and_home_option(cli: CLI, tmp_path: Path, monkeypatch: 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_git_commit_and_dirty_flag_are_recorded(cli: CLI, tmp_path: Path) -> None:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
-
-    git("init", "-q")
-    git("config", "user.email", "t@example.com")
-    git("config", "user.name", "T")
-    write_fleet(tmp_path / "fleet", 1)
-    git("add", ".")
-    git("commit", "-qm", "one")
-    sha = git("rev-parse", "HEAD").strip()
+    sha = git_repo_with_fleet(tmp_path)
     assert cli("apply", tmp_path / "fleet").code == 0
     write_fleet(tmp_path / "fleet", 2)
     assert cli("apply", tmp_path / "fleet").code == 0

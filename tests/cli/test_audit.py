@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from clawctl.registry import audit
 from clawctl.registry.engine import Registry
 from clawctl.registry.provenance import current_user
 from clawctl.registry.tables import commands, revisions
-from tests.builders import write_fleet
+from tests.builders import git_repo_with_fleet, write_fleet
 from tests.cli.conftest import Run
 
 CLI = Callable[..., Run]
@@ -131,16 +130,7 @@ def test_an_apply_whose_audit_row_fails_records_nothing(cli: CLI, tmp_path: Path
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_apply_from_git_records_the_commit(cli: CLI, tmp_path: Path) -> None:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout
-
-    git("init", "-q")
-    git("config", "user.email", "t@example.com")
-    git("config", "user.name", "T")
-    write_fleet(tmp_path / "fleet", 1)
-    git("add", ".")
-    git("commit", "-qm", "one")
-    sha = git("rev-parse", "HEAD").strip()
+    sha = git_repo_with_fleet(tmp_path)
     assert cli("apply", tmp_path / "fleet").code == 0
     (row,) = entries(cli)
     assert row["detail"]["git_commit"] == sha and row["detail"]["git_dirty"] is False
