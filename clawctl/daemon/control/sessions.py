@@ -749,6 +749,9 @@ class SessionService:
         draining = dict(self._draining)
         if not draining:
             return
+        if self._handing & set(draining):
+            self._handover_again = True  # one handover at a time per agent; the running one looks again
+            return
         snapshot = self.directory.snapshot
         exclude = frozenset(draining)
 
@@ -769,9 +772,6 @@ class SessionService:
         # may still write the session's state, which only the owner may do.
         busy = {p.session_id for p in self._pending.values() if p.agent_key in draining
                 and p.delivered_to is not None and not p.future.done()}
-        if self._handing & set(draining):
-            self._handover_again = True  # one handover at a time per agent; the running one looks again
-            return
         self._handing |= set(draining)
 
         def work(conn: Connection) -> tuple[list[tuple[str, str, SessionRow, Any]], dict[str, int], set[str]]:
